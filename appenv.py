@@ -1,0 +1,1182 @@
+#!/usr/bin/env -S python3 -I -S
+"""appenv: run a repository's tools from the environment its uv.lock pins.
+
+Copy this file into a project as `appenv`, next to pyproject.toml and uv.lock, and link each
+tool to it (`ln -s appenv http`). This is what it does, in order:
+
+1. Dispatch on the name it was invoked under: `appenv` (or `appenv.py`) takes a subcommand;
+   any other name is a binary to run from the project's production environment.
+2. Find the project: the directory of the real launcher file, every symlink resolved (or, when
+   appenv is an installed command, the working directory or `--project DIR`).
+3. Fingerprint what decides the environment's content: uv.lock, pyproject.toml,
+   .python-version, the selected extras and groups, and this launcher's format. When the
+   environment with that fingerprint is ready and intact, exec the binary from it. That is the
+   warm path: no subprocess, no network, no write, no TOML.
+4. Otherwise (the cold path) read pyproject.toml, find uv (APPENV_UV, PATH, appenv's cache, or
+   install it there with pip), and, holding a file lock, build the environment where it will
+   live with `uv sync --frozen --no-dev`, mark it ready last, point `current` at it, and remove
+   environments beyond the few kept.
+5. Exec the binary in the caller's directory, with the caller's arguments and APPENV_BASEDIR set
+   to the project root.
+
+Documentation: docs/ in the appenv repository, and `./appenv help COMMAND`.
+"""
+
+import os
+import sys
+
+__version__ = "0.1.0"
+
+FORMAT = "1"  # the layout of environments; part of every fingerprint
+MIN_UV = "0.8.0"  # the oldest uv whose options appenv relies on
+KEEP = 3  # environments kept for switching back and for running processes
+LAUNCHER_NAMES = ("appenv", "appenv.py")
+READY = "appenv-ready"  # written into an environment last, once it is complete
+PARTIAL = "appenv-partial"  # a `prepare --no-install-*` build, to be completed in place
+
+
+def main(argv=None, installed=False):
+    """Dispatch on the invoked name, like rustup's proxies; return an exit status."""
+    argv = list(sys.argv if argv is None else argv)
+    name = os.path.basename(argv[0])
+    try:
+        if installed or name in LAUNCHER_NAMES:
+            return Command.dispatch(argv[1:], installed)
+        return launch(launcher_root(), name, argv[1:])
+    except Problem as problem:
+        problem.report()
+        return problem.status
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+
+
+def launcher_root():
+    """The project root: the directory of the real launcher file, every link resolved."""
+    return os.path.dirname(os.path.realpath(__file__))
+
+
+def launch(root, name, args):
+    """Run binary NAME from the production environment."""
+    return production_environment(root).exec(name, args)
+
+
+def production_environment(root):
+    """The warm path: the environment for the files as they are, if ready; else build it."""
+    home = Home(root)
+    env = home.environment(Selection.from_environ())
+    if no_sync() and home.current():
+        return home.current()  # seed 002: as it is, even stale; built only when there is none
+    if env.is_ready():
+        return env
+    return build(Project(root), env.selection)
+
+
+class Home:
+    """The directory that holds a project's environments: .appenv/ or under APPENV_HOME."""
+
+    def __init__(self, root):
+        self.root = root
+        base = os.environ.get("APPENV_HOME")
+        if base:
+            key = digest(os.fsencode(root))[:12]
+            self.path = os.path.join(os.path.abspath(base), os.path.basename(root) + "-" + key)
+        else:
+            self.path = os.path.join(root, ".appenv")
+        self.envs = os.path.join(self.path, "envs")
+
+    def environment(self, selection):
+        """The environment for the project's files as they are now, and this selection."""
+        return Environment(self, fingerprint(self.root, selection), selection)
+
+    def current(self):
+        """The environment `current` points to, if it is complete."""
+        try:
+            target = os.readlink(os.path.join(self.path, "current"))
+        except OSError:
+            return None
+        env = Environment(self, os.path.basename(target), None)
+        return env if os.path.exists(env.marker) else None
+
+
+class Environment:
+    """A virtual environment under envs/<fingerprint>, never changed once marked ready."""
+
+    def __init__(self, home, key, selection):
+        self.home, self.key, self.selection = home, key, selection
+        self.path = os.path.join(home.envs, key)
+        self.marker = os.path.join(self.path, READY)
+
+    def is_ready(self):
+        """Complete, its interpreter present, and no package added or removed since."""
+        try:
+            fd = os.open(self.marker, os.O_RDONLY)
+        except OSError:
+            return False
+        # The marker says where site-packages is and its mtime when the build ended: pip, uv
+        # pip or a hand-made removal changes that directory, and so this one stat.
+        fields = os.read(fd, 4096).decode("utf-8", "replace").split("\n")
+        try:
+            site, mtime = fields[2], int(fields[3])
+            if fields[0] != "appenv " + FORMAT or os.stat(site).st_mtime_ns != mtime:
+                return False
+            os.stat(os.path.join(self.path, "bin", "python"))  # follows the link: Python gone?
+        except (IndexError, ValueError, OSError):
+            os.close(fd)
+            return False
+        import fcntl
+
+        # A shared lock that the binary inherits across exec: garbage collection skips any
+        # environment a running process holds, whatever `keep` says.
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        os.set_inheritable(fd, True)
+        return True
+
+    def exec(self, name, args, executable=None):
+        """Replace this process with binary NAME from the environment."""
+        path = executable or os.path.join(self.path, "bin", name)
+        environ = dict(os.environ, APPENV_BASEDIR=self.home.root)
+        try:
+            os.execve(path, [path] + list(args), environ)
+        except FileNotFoundError:
+            raise Problem(127, no_such_binary(self, name))
+        except PermissionError as e:
+            raise Problem(126, "cannot run {}: {}".format(path, e.strerror))
+
+
+def fingerprint(root, selection):
+    """A digest of everything that decides what an environment holds."""
+    parts = [b"appenv " + FORMAT.encode(), selection.encode()]
+    for name in ("pyproject.toml", "uv.lock", ".python-version"):
+        try:
+            with open(os.path.join(root, name), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            data = b"\0missing"
+        except OSError:
+            data = b"\0unreadable"
+        parts.append(name.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
+    return digest(b"\0\0".join(parts))[:24]
+
+
+def digest(data):
+    try:  # builtin, and far cheaper to import than hashlib, which loads OpenSSL
+        from _blake2 import blake2b
+    except ImportError:
+        from hashlib import blake2b
+    return blake2b(data, digest_size=16).hexdigest()
+
+
+class Selection:
+    """What the environment holds beyond the project's dependencies: extras and groups.
+
+    APPENV_EXTRAS and APPENV_GROUPS replace the lists in [tool.appenv]; the options of
+    `prepare` add to them. The interpreter request in UV_PYTHON counts too.
+    """
+
+    def __init__(self, extras=None, groups=None, add_extras=(), add_groups=()):
+        self.extras, self.groups = extras, groups
+        self.add_extras, self.add_groups = sorted(set(add_extras)), sorted(set(add_groups))
+
+    @classmethod
+    def from_environ(cls, add_extras=(), add_groups=()):
+        return cls(names(os.environ.get("APPENV_EXTRAS")),
+                   names(os.environ.get("APPENV_GROUPS")), add_extras, add_groups)
+
+    def encode(self):
+        fields = [self.extras, self.groups, self.add_extras, self.add_groups]
+        text = ";".join("-" if f is None else ",".join(f) for f in fields)
+        return (text + ";" + os.environ.get("UV_PYTHON", "")).encode()
+
+    def resolve(self, config):
+        """The extras and groups to sync, given [tool.appenv]."""
+        extras = config.extras if self.extras is None else self.extras
+        groups = config.groups if self.groups is None else self.groups
+        return (sorted(set(extras) | set(self.add_extras)),
+                sorted(set(groups) | set(self.add_groups)))
+
+
+def names(value):
+    """A comma-separated list, or None when the variable is not set."""
+    if value is None:
+        return None
+    return sorted({n.strip() for n in value.split(",") if n.strip()})
+
+
+def no_sync():
+    return os.environ.get("APPENV_NO_SYNC", "").lower() not in ("", "0", "false", "no")
+
+
+# ---------------------------------------------------------------------------------------------
+# The cold path: everything below runs only when an environment must be built, or for a
+# subcommand. Its imports are made here, not at the top, so that the warm path never pays them.
+
+import errno  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+
+
+class Problem(Exception):
+    """A condition a user can cause: a message on stderr and an exit status, no traceback."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+    def report(self):
+        say(self.message, error=True)
+
+
+def say(message, error=False):
+    """appenv's own words, always on stderr: stdout belongs to the binary."""
+    prefix = "appenv"
+    if error:
+        prefix = paint("error", "1;31")
+    sys.stderr.write("{}: {}\n".format(prefix, message))
+    sys.stderr.flush()
+
+
+def paint(text, code):
+    if os.environ.get("NO_COLOR") or not sys.stderr.isatty():
+        return text
+    return "\033[{}m{}\033[0m".format(code, text)
+
+
+def launcher_command():
+    """How the user runs appenv in this project, for messages: ./appenv, as seed 004 says."""
+    return "./appenv"
+
+
+# --- The project and its files ---------------------------------------------------------------
+
+
+class Project:
+    """pyproject.toml and uv.lock at a root, read and checked on demand."""
+
+    def __init__(self, root):
+        self.root = root
+        self.pyproject_path = os.path.join(root, "pyproject.toml")
+        self.lock_path = os.path.join(root, "uv.lock")
+
+    def check(self, lock=True):
+        """Fail with the error table's status when the files cannot be used."""
+        if not os.path.isfile(self.pyproject_path):
+            hint = "Run: {} init".format(launcher_command())
+            if os.path.exists(os.path.join(self.root, "requirements.txt")):
+                hint = "requirements.txt is here: run {} migrate".format(launcher_command())
+            raise Problem(66, "No pyproject.toml found in {}. {}".format(self.root, hint))
+        if lock and not os.path.isfile(self.lock_path):
+            raise Problem(66, "No uv.lock found. Run: {} update-lockfile".format(launcher_command()))
+        self.pyproject()
+        if lock:
+            self.lock()
+
+    def pyproject(self):
+        return read_toml(self.pyproject_path)
+
+    def lock(self):
+        return read_toml(self.lock_path)
+
+    def config(self):
+        return Config(self.pyproject())
+
+    def display(self, path):
+        return os.path.relpath(path, self.root) if path.startswith(self.root) else path
+
+
+def read_toml(path):
+    """Parse a TOML file; a merge conflict or a syntax error is exit 65 with the place."""
+    name = os.path.basename(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise Problem(66, "cannot read {}: {}".format(path, e.strerror))
+    lines = data.splitlines()
+    if any(line.startswith(b"<<<<<<< ") for line in lines) and any(
+        line.startswith(b">>>>>>> ") for line in lines
+    ):
+        raise Problem(65, (
+            "{} has git merge conflict markers. Resolve the conflict in pyproject.toml first, "
+            "then run {} update-lockfile to regenerate a clean uv.lock, then commit uv.lock."
+        ).format(path, launcher_command()))
+    toml = libraries().toml
+    try:
+        return toml.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise Problem(65, "{} is not valid TOML: not UTF-8 ({})".format(path, e.reason))
+    except toml.TOMLDecodeError as e:
+        raise Problem(65, "{} is not valid TOML: {}".format(path, e))
+
+
+class Config:
+    """[tool.appenv]: what the production environment holds (SPEC section 8)."""
+
+    FIELDS = {"extras": list, "groups": list, "packages": list, "all-packages": bool,
+              "python": str, "keep": int}
+
+    def __init__(self, pyproject):
+        table = pyproject.get("tool", {}).get("appenv", {})
+        if not isinstance(table, dict):
+            raise Problem(65, "pyproject.toml: [tool.appenv] must be a table")
+        for key, value in table.items():
+            kind = self.FIELDS.get(key)
+            if kind is None:
+                raise Problem(65, "pyproject.toml: [tool.appenv] has no setting {!r}; known: {}"
+                              .format(key, ", ".join(self.FIELDS)))
+            ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+            if ok and kind is list:
+                ok = all(isinstance(v, str) for v in value)
+            if not ok:
+                raise Problem(65, "pyproject.toml: [tool.appenv] {} must be {}".format(
+                    key, {list: "a list of strings", bool: "true or false", str: "a string",
+                          int: "a whole number"}[kind]))
+        self.extras = table.get("extras", [])
+        self.groups = table.get("groups", [])
+        self.packages = table.get("packages", [])
+        self.all_packages = table.get("all-packages", False)
+        self.python = table.get("python")
+        self.keep = table.get("keep", KEEP)
+        if self.keep < 1:
+            raise Problem(65, "pyproject.toml: [tool.appenv] keep must be at least 1")
+        self.required_uv = pyproject.get("tool", {}).get("uv", {}).get("required-version")
+
+    def sync_options(self, selection):
+        """The `uv sync` options for this configuration: production, exact, frozen."""
+        extras, groups = selection.resolve(self)
+        options = ["--frozen", "--no-default-groups"]
+        options += [x for e in extras for x in ("--extra", e)]
+        options += [x for g in groups for x in ("--group", g)]
+        if self.all_packages:
+            options.append("--all-packages")
+        options += [x for p in self.packages for x in ("--package", p)]
+        if self.python:
+            options += ["--python", self.python]
+        return options
+
+
+# --- Libraries: tomllib/tomli and packaging, obtained on demand ------------------------------
+
+
+class Libraries:
+    def __init__(self, toml, version, specifiers):
+        self.toml = toml
+        self.Version, self.InvalidVersion = version.Version, version.InvalidVersion
+        self.SpecifierSet = specifiers.SpecifierSet
+        self.InvalidSpecifier = specifiers.InvalidSpecifier
+
+
+_libraries = None
+
+
+def libraries():
+    """TOML and packaging: from this interpreter, else from appenv's cache, else installed there.
+
+    Never into a user's environment: they go to <cache>/appenv/lib/pyX.Y, with uv when one is at
+    hand, else with pip.
+    """
+    global _libraries
+    if _libraries is None:
+        target = os.path.join(cache_dir(), "lib", "py{}.{}".format(*sys.version_info))
+        try:
+            _libraries = import_libraries(target)
+        except ImportError:
+            install_libraries(target)
+            _libraries = import_libraries(target)
+    return _libraries
+
+
+def import_libraries(target):
+    if os.path.isdir(target) and target not in sys.path:
+        sys.path.insert(0, target)
+    try:
+        import tomllib as toml
+    except ImportError:
+        import tomli as toml
+    import packaging.specifiers
+    import packaging.version
+
+    return Libraries(toml, packaging.version, packaging.specifiers)
+
+
+def install_libraries(target):
+    requirements = ["packaging>=22"]
+    if sys.version_info < (3, 11):
+        requirements.append("tomli>=1.1")
+    say("installing {} into {}".format(" and ".join(requirements), target))
+    staging = target + ".tmp-{}".format(os.getpid())
+    uv = Uv.any()
+    if uv:
+        command = [uv, "pip", "install", "--quiet", "--python", sys.executable,
+                   "--target", staging] + requirements
+    else:
+        command = pip_install(staging, requirements)
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        status = call(command, cwd=os.path.dirname(target))
+        if status == 0 and not os.path.isdir(target):
+            os.rename(staging, target)
+    except OSError as e:
+        status = e
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if status != 0 or not os.path.isdir(target):
+        raise Problem(69, (
+            "appenv needs {} to read pyproject.toml and uv.lock, and could not install them "
+            "into {} ({}). Install them for {}, or install uv and try again."
+        ).format(" and ".join(requirements), target, describe_status(status), sys.executable))
+
+
+def pip_install(target, requirements):
+    return [sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
+            "--no-warn-script-location", "--quiet", "--target", target] + requirements
+
+
+def describe_status(status):
+    if isinstance(status, OSError):
+        return status.strerror
+    return "exit status {}".format(status)
+
+
+def cache_dir():
+    """appenv's own cache: the uv it installed and the libraries it needs."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "appenv")
+
+
+def call(command, cwd=None, env=None, stdout=None, pass_fds=()):
+    """Run a command with its output live on stderr (stdout belongs to the binary)."""
+    if os.environ.get("APPENV_VERBOSE"):
+        say("running " + " ".join(command))
+    return subprocess.call(command, cwd=cwd, env=env, pass_fds=pass_fds,
+                           stdout=sys.stderr.fileno() if stdout is None else stdout)
+
+
+# --- uv --------------------------------------------------------------------------------------
+
+
+class Uv:
+    """The uv binary appenv drives: found, or installed into appenv's cache with pip."""
+
+    def __init__(self, path, version, how):
+        self.path, self.version, self.how = path, version, how
+
+    @staticmethod
+    def any():
+        """Any uv at hand, of whatever version: enough to install libraries with."""
+        candidates = [os.environ.get("APPENV_UV"), shutil.which("uv")] + Uv.cached()
+        return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+
+    @staticmethod
+    def cached():
+        base = os.path.join(cache_dir(), "uv")
+        try:
+            entries = os.listdir(base)
+        except OSError:
+            return []
+        paths = [os.path.join(base, e, "bin", "uv") for e in entries if not e.startswith(".")]
+        return [p for p in paths if os.access(p, os.X_OK)]
+
+    @classmethod
+    def find(cls, required=None):
+        """APPENV_UV; uv on PATH; the copy appenv installed before; else install one."""
+        libs = libraries()
+        wanted = libs.SpecifierSet(">=" + MIN_UV)
+        if required:
+            try:
+                wanted &= libs.SpecifierSet(required)
+            except libs.InvalidSpecifier:
+                try:
+                    wanted &= libs.SpecifierSet("==" + required)
+                except libs.InvalidSpecifier:
+                    raise Problem(65, "pyproject.toml: [tool.uv] required-version {!r} is not a "
+                                      "version specifier".format(required))
+        explicit = os.environ.get("APPENV_UV")
+        if explicit:
+            path = shutil.which(explicit) or explicit
+            version = cls.version_of(path)
+            if version is None:
+                raise Problem(69, "APPENV_UV={} is not a uv that runs. Unset it, or point it at "
+                                  "a uv binary.".format(explicit))
+            return cls(path, version, "APPENV_UV")
+        tried = []
+        on_path = shutil.which("uv")
+        if on_path:
+            found = cls.usable(on_path, wanted, "PATH", tried)
+            if found:
+                return found
+        else:
+            tried.append("uv on PATH: not found")
+        cached = sorted(((cls.version_of(p), p) for p in cls.cached()),
+                        key=lambda vp: vp[0] or libs.Version("0"), reverse=True)
+        for version, path in cached:
+            found = cls.usable(path, wanted, "appenv's cache", tried, version)
+            if found:
+                return found
+        installed = cls.install(wanted, tried)
+        if installed:
+            return installed
+        raise Problem(69, (
+            "no usable uv ({} wanted). Tried:\n  {}\n"
+            "Install uv (https://docs.astral.sh/uv/getting-started/installation/, or "
+            "`python3 -m pip install uv`) and put it on PATH, or set APPENV_UV to its path."
+        ).format(wanted, "\n  ".join(tried)))
+
+    @classmethod
+    def usable(cls, path, wanted, how, tried, version=None):
+        version = version or cls.version_of(path)
+        if version is None:
+            tried.append("{} ({}): does not run".format(path, how))
+        elif version not in wanted:
+            tried.append("{} ({}): version {} is not {}".format(path, how, version, wanted))
+        else:
+            return cls(path, version, how)
+        return None
+
+    @staticmethod
+    def version_of(path):
+        try:
+            out = subprocess.run([path, "--version"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, timeout=30).stdout
+            return libraries().Version(out.decode().split()[1])
+        except (OSError, IndexError, ValueError, subprocess.SubprocessError):
+            return None
+
+    @classmethod
+    def install(cls, wanted, tried):
+        """pip install uv into <cache>/appenv/uv/<version>, honouring pip's configuration."""
+        base = os.path.join(cache_dir(), "uv")
+        staging = os.path.join(base, ".install-{}".format(os.getpid()))
+        requirement = "uv" + str(wanted)
+        say("installing {} into {} with pip".format(requirement, base))
+        try:
+            os.makedirs(base, exist_ok=True)
+            status = call(pip_install(staging, [requirement]))
+        except OSError as e:
+            status = e
+        try:
+            uv = os.path.join(staging, "bin", "uv")
+            version = cls.version_of(uv) if status == 0 else None
+            if version is None:
+                tried.append("pip install {} with {}: {}".format(
+                    requirement, sys.executable,
+                    describe_status(status) if status else "no uv binary came of it"))
+                return None
+            final = os.path.join(base, str(version))
+            try:
+                os.rename(staging, final)
+            except OSError:  # another appenv installed the same version meanwhile
+                pass
+            return cls(os.path.join(final, "bin", "uv"), version, "installed by appenv")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def command(self, *args):
+        return [self.path] + list(args)
+
+    def run(self, args, root, env=None, step=None, pass_fds=()):
+        """Run uv with output live on stderr; a failure is uv's status plus which step failed."""
+        status = call(self.command(*args), cwd=root, env=env, pass_fds=pass_fds)
+        if status != 0 and step:
+            if status < 0:
+                status = 128 - status
+            raise Problem(status, "{} failed (uv exited with status {})".format(step, status))
+        return status
+
+    def exec(self, args, cwd=None):
+        if os.environ.get("APPENV_VERBOSE"):
+            say("running " + " ".join(self.command(*args)))
+        if cwd:
+            os.chdir(cwd)
+        os.execv(self.path, self.command(*args))
+
+
+# --- Building environments -------------------------------------------------------------------
+
+
+def build(project, selection, partial=()):
+    """Make the environment for the project's files ready: find it, or build it in place."""
+    project.check()
+    config = project.config()
+    with Builder(Home(project.root)) as builder:
+        return builder.ensure(project, config, selection, partial)
+
+
+class Builder:
+    """Holds the home's file lock while it builds; one builds, the others wait and reuse."""
+
+    def __init__(self, home):
+        self.home = home
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        try:
+            os.makedirs(self.home.envs, exist_ok=True)
+            ignore = os.path.join(self.home.path, ".gitignore")
+            if not os.path.exists(ignore):
+                write_atomically(ignore, "# appenv's environments; never committed\n*\n")
+            self.fd = os.open(os.path.join(self.home.path, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise Problem(73, (
+                "cannot write {}: {}. The environment for this uv.lock is not built yet. Run "
+                "`{} prepare` as the owner of {}, or set APPENV_HOME=DIR to keep environments "
+                "elsewhere."
+            ).format(self.home.path, e.strerror, launcher_command(), self.home.root))
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say("waiting for another appenv to finish building in {}".format(self.home.path))
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+    def ensure(self, project, config, selection, partial):
+        uv = None
+        for _attempt in range(3):
+            env = self.home.environment(selection)
+            if not partial and env.is_ready():  # built by the appenv we waited for
+                self.point_current(env)
+                return env
+            if not os.path.exists(os.path.join(env.path, PARTIAL)):
+                discard(env.path)  # a crashed or hand-broken build: never used, built again
+            uv = uv or Uv.find(config.required_uv)
+            self.sync(env, project, config, uv, partial)
+            if self.home.environment(selection).key != env.key:
+                say("uv.lock or pyproject.toml changed during the build; building again")
+                continue
+            if partial:
+                touch(os.path.join(env.path, PARTIAL))
+                return env
+            self.mark_ready(env)
+            if not env.is_ready():
+                raise Problem(70, "the environment {} changed while appenv marked it ready"
+                              .format(env.path))
+            self.point_current(env)
+            self.collect_garbage(config.keep, env)
+            return env
+        raise Problem(75, "uv.lock keeps changing while appenv builds; try again")
+
+    def sync(self, env, project, config, uv, partial):
+        environ = dict(os.environ, UV_PROJECT_ENVIRONMENT=env.path)
+        environ.pop("VIRTUAL_ENV", None)  # the project environment is ours; spare uv's warning
+        args = ["sync", "--project", project.root] + config.sync_options(env.selection)
+        args += list(partial)
+        # The lock travels with uv: if appenv is killed, a new build waits for uv to end.
+        uv.run(args, project.root, env=environ, pass_fds=(self.fd,),
+               step="building the environment {}".format(env.path))
+
+    def mark_ready(self, env):
+        """Record what `is_ready` compares against, then make it visible in one rename."""
+        site = site_packages(env.path)
+        # Python writes bytecode of top-level modules into site-packages/__pycache__; make it
+        # now so that the directory's mtime changes only when packages do.
+        os.makedirs(os.path.join(site, "__pycache__"), exist_ok=True)
+        try:
+            os.remove(os.path.join(env.path, PARTIAL))
+        except FileNotFoundError:
+            pass
+        version = "{}.{}.{}".format(*sys.version_info[:3])
+        try:
+            with open(os.path.join(env.path, "pyvenv.cfg")) as f:
+                for line in f:
+                    key, _, value = line.partition("=")
+                    if key.strip() in ("version_info", "version"):
+                        version = value.strip()
+        except OSError:
+            pass
+        text = "appenv {}\n{}\n{}\n{}\n{}\n".format(
+            FORMAT, env.key, site, os.stat(site).st_mtime_ns, version)
+        write_atomically(env.marker, text)
+
+    def point_current(self, env):
+        link = os.path.join(self.home.path, "current")
+        target = os.path.join("envs", env.key)
+        try:
+            if os.readlink(link) == target:
+                touch(env.marker)
+                return
+        except OSError:
+            pass
+        temporary = link + ".tmp-{}".format(os.getpid())
+        try:
+            os.remove(temporary)
+        except FileNotFoundError:
+            pass
+        os.symlink(target, temporary)
+        os.replace(temporary, link)
+        touch(env.marker)  # recency, for garbage collection
+
+    def collect_garbage(self, keep, current):
+        """Keep the `keep` most recently used; never current, never one a process runs in."""
+        import fcntl
+
+        ready, other = [], []
+        for entry in os.listdir(self.home.envs):
+            path = os.path.join(self.home.envs, entry)
+            marker = os.path.join(path, READY)
+            if entry == current.key:
+                continue
+            if os.path.exists(marker):
+                ready.append((os.stat(marker).st_mtime_ns, path))
+            elif not os.path.exists(os.path.join(path, PARTIAL)):
+                other.append(path)  # crashed builds and trash
+        ready.sort(reverse=True)
+        for _mtime, path in ready[keep - 1:]:
+            try:
+                fd = os.open(os.path.join(path, READY), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a running process holds it
+            finally:
+                os.close(fd)
+            other.append(path)
+        for path in other:
+            discard(path)
+
+
+def site_packages(env_path):
+    lib = os.path.join(env_path, "lib")
+    for entry in sorted(os.listdir(lib)):
+        candidate = os.path.join(lib, entry, "site-packages")
+        if os.path.isdir(candidate):
+            return candidate
+    raise Problem(70, "uv built {} without a site-packages directory".format(env_path))
+
+
+def discard(path):
+    """Remove a directory so that a crash midway leaves nothing a run could take for whole."""
+    if not os.path.lexists(path):
+        return
+    trash = os.path.join(os.path.dirname(path), ".trash-{}-{}".format(
+        os.path.basename(path).lstrip("."), os.getpid()))
+    try:
+        os.rename(path, trash)
+    except OSError:
+        trash = path
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def touch(path):
+    with open(path, "a"):
+        os.utime(path, None)
+
+
+def write_atomically(path, text):
+    temporary = path + ".tmp-{}".format(os.getpid())
+    with open(temporary, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
+def no_such_binary(env, name):
+    binaries = env_binaries(env.path)
+    listing = ", ".join(binaries) if binaries else "none"
+    return (
+        "{!r} is not a binary of this project's environment.\n"
+        "  The environment provides: {}\n"
+        "  To add it, add the package that provides {!r} to [project] dependencies in "
+        "pyproject.toml and run {} update-lockfile; or remove the link."
+    ).format(name, listing, name, launcher_command())
+
+
+def env_binaries(env_path):
+    """The console scripts of an environment: what a symlink can name."""
+    bindir = os.path.join(env_path, "bin")
+    try:
+        entries = sorted(os.listdir(bindir))
+    except OSError:
+        return []
+    skip = ("activate", "deactivate", "python", "pydoc")
+    return [e for e in entries if not e.startswith(skip)
+            and os.access(os.path.join(bindir, e), os.X_OK)]
+
+
+# --- Lock differences ------------------------------------------------------------------------
+
+
+class LockDiff:
+    """What changed between two uv.lock files, package by package."""
+
+    def __init__(self, before, after):
+        self.before, self.after = before, after
+
+    @staticmethod
+    def packages(lock):
+        found = {}
+        for package in lock.get("package", []):
+            name, version = package.get("name"), package.get("version")
+            if name:
+                found.setdefault(name, set()).add(version or "(no version)")
+        return found
+
+    def changes(self):
+        """(kind, name, old, new) for each package that was added, removed or changed."""
+        Version = libraries().Version
+        result = []
+        for name in sorted(set(self.before) | set(self.after)):
+            old, new = self.before.get(name), self.after.get(name)
+            if old == new:
+                continue
+            if old is None:
+                result.append(("added", name, None, versions_text(new)))
+            elif new is None:
+                result.append(("removed", name, versions_text(old), None))
+            else:
+                kind = "changed"
+                try:
+                    lowest_old, lowest_new = (min(map(Version, v)) for v in (old, new))
+                    kind = "upgraded" if lowest_new > lowest_old else "downgraded"
+                    if lowest_new == lowest_old:
+                        kind = "changed"
+                except (ValueError, TypeError):
+                    pass
+                result.append((kind, name, versions_text(old), versions_text(new)))
+        return result
+
+    def report(self):
+        changes = self.changes()
+        if not changes:
+            return "uv.lock: no package changed"
+        counts = {}
+        for kind, *_ in changes:
+            counts[kind] = counts.get(kind, 0) + 1
+        order = ["added", "removed", "upgraded", "downgraded", "changed"]
+        lines = ["uv.lock: " + ", ".join("{} {}".format(counts[k], k) for k in order
+                                         if k in counts)]
+        for kind, name, old, new in sorted(changes, key=lambda c: (order.index(c[0]), c[1])):
+            if old and new:
+                lines.append("  {:<10} {} {} -> {}".format(kind, name, old, new))
+            else:
+                lines.append("  {:<10} {} {}".format(kind, name, old or new))
+        return "\n".join(lines)
+
+
+def versions_text(versions):
+    try:
+        Version = libraries().Version
+        return ", ".join(sorted(versions, key=Version))
+    except (ValueError, TypeError):
+        return ", ".join(sorted(versions))
+
+
+# --- Subcommands -----------------------------------------------------------------------------
+
+
+USAGE = """\
+Run a repository's tools from the environment its uv.lock pins
+
+Usage: ./appenv [OPTIONS] <COMMAND>
+       ./NAME [ARGS]...   (NAME a symlink to appenv: run binary NAME)
+
+Commands:
+  prepare          Build the production environment and print its path
+  update-lockfile  Update uv.lock from pyproject.toml and summarise the changes
+  run              Run a command with `uv run` in the project's development environment
+  uv               Run uv at the project root
+  python           Run the production environment's Python
+  status           Show the project, uv, the lock and the environments
+  reset            Remove appenv's environments
+  help             Display documentation for a command
+
+Options:
+      --project <DIR>  The project directory [default: the launcher's directory]
+  -h, --help           Display the concise help for this command
+  -V, --version        Display the appenv version
+
+Use `./appenv help <command>` for more information on a specific command.
+"""
+
+HELP = {
+    "prepare": """\
+Build the production environment and print its path
+
+Usage: ./appenv prepare [OPTIONS]
+
+Runs `uv sync --frozen --no-dev` into the environment a symlink would use: exactly the packages
+of uv.lock for the configured extras and groups, never writing uv.lock. Prints the environment's
+path on stdout; nothing else goes to stdout.
+
+Options:
+      --extra <EXTRA>                 Also include this optional dependency (repeatable)
+      --all-extras                    Include all optional dependencies
+      --group <GROUP>                 Also include this dependency group (repeatable)
+      --all-groups                    Include all dependency groups
+      --no-install-project            Do not install the project itself (Docker layers)
+      --no-install-workspace          Do not install any workspace member
+      --no-install-package <PACKAGE>  Do not install this package (repeatable)
+
+With a --no-install-* option the environment is left unfinished: a later `prepare` without it
+completes the same environment in place, and only then do symlinks use it.
+""",
+    "update-lockfile": """\
+Update uv.lock from pyproject.toml and summarise the changes
+
+Usage: ./appenv update-lockfile [OPTIONS]
+
+Runs `uv lock` at the project root, then lists each package added, removed, upgraded or
+downgraded, with its versions. Every option is passed to `uv lock`; the common ones:
+
+Options:
+  -U, --upgrade                     Allow package upgrades, ignoring pinned versions
+  -P, --upgrade-package <PACKAGE>   Allow upgrades for one package (PACKAGE or PACKAGE==VERSION)
+      --check                       Check that uv.lock is up to date; exit 1 when it is not
+      --dry-run                     Show what would change, and write nothing
+""",
+    "run": """\
+Run a command with `uv run` in the project's development environment
+
+Usage: ./appenv run [UV RUN OPTIONS] <COMMAND> [ARGS]...
+
+Runs `uv run --project <root> ...` in the current directory: uv's own environment (.venv, the dev
+group included), locked and synced as uv decides. Every `uv run` option passes through
+(--exact, --no-sync, --frozen, --locked, --with, --group, ...).
+""",
+    "uv": """\
+Run uv at the project root
+
+Usage: ./appenv uv [ARGS]...
+
+Runs the uv appenv found or installed, in the project root, with ARGS; its exit status is
+appenv's.
+""",
+    "python": """\
+Run the production environment's Python
+
+Usage: ./appenv python [ARGS]...
+
+Builds the production environment when needed (as a symlink would), then runs its python with
+ARGS in the current directory.
+""",
+    "status": """\
+Show the project, uv, the lock and the environments
+
+Usage: ./appenv status [--json]
+""",
+    "reset": """\
+Remove appenv's environments
+
+Usage: ./appenv reset
+
+Removes every environment appenv built for this project. Never touches uv.lock or .venv.
+""",
+}
+HELP["help"] = "Display documentation for a command\n\nUsage: ./appenv help [COMMAND]\n"
+
+
+class Command:
+    """The subcommands of `./appenv`."""
+
+    def __init__(self, root, installed):
+        self.root, self.installed = root, installed
+
+    @classmethod
+    def dispatch(cls, args, installed):
+        root = None
+        while args and args[0].startswith("-"):
+            option = args.pop(0)
+            if option in ("-h", "--help"):
+                sys.stdout.write(USAGE)
+                return 0
+            if option in ("-V", "--version"):
+                sys.stdout.write("appenv {}\n".format(__version__))
+                return 0
+            if option == "--project" and args:
+                root = os.path.abspath(args.pop(0))
+            elif option.startswith("--project="):
+                root = os.path.abspath(option.split("=", 1)[1])
+            else:
+                raise usage_error("unexpected option {!r}".format(option))
+        if not args:
+            sys.stderr.write(USAGE)
+            return 64
+        name, args = args[0], args[1:]
+        method = getattr(cls, "do_" + name.replace("-", "_"), None)
+        if method is None or name not in HELP:
+            raise usage_error("unknown command {!r}".format(name))
+        if name != "help" and any(a in ("-h", "--help") for a in args[:1]):
+            sys.stdout.write(HELP[name])
+            return 0
+        root = root or (os.getcwd() if installed else launcher_root())
+        return method(cls(root, installed), args)
+
+    def do_help(self, args):
+        if not args:
+            sys.stdout.write(USAGE)
+            return 0
+        if args[0] not in HELP:
+            raise usage_error("unknown command {!r}".format(args[0]))
+        sys.stdout.write(HELP[args[0]])
+        return 0
+
+    def do_prepare(self, args):
+        add_extras, add_groups, partial = [], [], []
+        project = Project(self.root)
+        args = list(args)
+        while args:
+            option = args.pop(0)
+            option, _, inline = option.partition("=")
+            if option in ("--extra", "--group", "--no-install-package"):
+                value = inline or (args.pop(0) if args else None)
+                if not value:
+                    raise usage_error("{} needs a value".format(option), "prepare")
+                if option == "--extra":
+                    add_extras.append(value)
+                elif option == "--group":
+                    add_groups.append(value)
+                else:
+                    partial += [option, value]
+            elif option in ("--no-install-project", "--no-install-workspace") and not inline:
+                partial.append(option)
+            elif option in ("--all-extras", "--all-groups") and not inline:
+                project.check()
+                data = project.pyproject()
+                if option == "--all-extras":
+                    add_extras += list(data.get("project", {}).get("optional-dependencies", {}))
+                else:
+                    add_groups += list(data.get("dependency-groups", {}))
+            else:
+                raise usage_error("unexpected argument {!r}".format(option), "prepare")
+        selection = Selection.from_environ(add_extras, add_groups)
+        env = build(project, selection, partial)
+        sys.stdout.write(env.path + "\n")
+        return 0
+
+    def do_python(self, args):
+        return production_environment(self.root).exec("python", args)
+
+    def do_update_lockfile(self, args):
+        project = Project(self.root)
+        project.check(lock=False)
+        config = project.config()
+        uv = Uv.find(config.required_uv)
+        checking = "--check" in args or "--locked" in args
+        dry_run = "--dry-run" in args
+        before = LockDiff.packages(project.lock()) if os.path.exists(project.lock_path) else {}
+        status = uv.run(["lock", "--project", self.root] + list(args), self.root)
+        if status != 0:
+            if checking and status == 1:
+                raise Problem(1, "uv.lock is out of date with pyproject.toml. Run: {} "
+                                 "update-lockfile, then commit uv.lock".format(launcher_command()))
+            raise Problem(status, "updating uv.lock failed (uv lock exited with status {})"
+                          .format(status))
+        if checking:
+            say("uv.lock is up to date")
+            return 0
+        if dry_run:
+            say("dry run: uv.lock was not written; the changes uv would make are listed above")
+            return 0
+        say(LockDiff(before, LockDiff.packages(project.lock())).report())
+        return 0
+
+    def do_run(self, args):
+        uv = Uv.find(self.required_uv())
+        if "--locked" in leading_options(args):
+            status = uv.run(["lock", "--check", "--project", self.root], self.root)
+            if status == 1:
+                raise Problem(1, "uv.lock is out of date with pyproject.toml and --locked was "
+                                 "given. Run: {} update-lockfile".format(launcher_command()))
+        uv.exec(["run", "--project", self.root] + list(args))
+
+    def do_uv(self, args):
+        uv = Uv.find(self.required_uv())
+        uv.exec(list(args), cwd=self.root)
+
+    def required_uv(self):
+        project = Project(self.root)
+        project.check(lock=False)
+        return project.config().required_uv
+
+    def do_reset(self, args):
+        if args:
+            raise usage_error("unexpected argument {!r}".format(args[0]), "reset")
+        home = Home(self.root)
+        if not os.path.isdir(home.path):
+            say("no environments in {}".format(home.path))
+            return 0
+        with Builder(home):
+            for entry in os.listdir(home.envs):
+                discard(os.path.join(home.envs, entry))
+            try:
+                os.remove(os.path.join(home.path, "current"))
+            except FileNotFoundError:
+                pass
+        say("removed the environments in {}".format(home.path))
+        return 0
+
+    def do_status(self, args):
+        as_json = False
+        for arg in args:
+            if arg == "--json":
+                as_json = True
+            else:
+                raise usage_error("unexpected argument {!r}".format(arg), "status")
+        report = Status(self.root).collect()
+        if as_json:
+            import json
+
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        else:
+            sys.stdout.write(Status.text(report))
+        return 0
+
+
+def leading_options(args):
+    """The options before the command in `run ARGS`, as far as they can be told apart."""
+    options = []
+    for arg in args:
+        if not arg.startswith("-"):
+            break
+        options.append(arg)
+    return options
+
+
+def usage_error(message, command=None):
+    usage = (HELP[command] if command else USAGE).split("\n\n")
+    line = next((part for part in usage if part.startswith("Usage:")), "")
+    return Problem(64, "{}\n\n{}\n\nFor more information, try '--help'.".format(message, line))
+
+
+class Status:
+    """What `status` reports, as data first (for --json), then as text."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def collect(self):
+        project = Project(self.root)
+        home = Home(self.root)
+        report = {"project": self.root, "appenv_version": __version__,
+                  "pyproject": os.path.exists(project.pyproject_path),
+                  "lock": {"present": os.path.exists(project.lock_path)}}
+        env = home.environment(Selection.from_environ())
+        report["environment"] = {
+            "fingerprint": env.key, "path": env.path,
+            "state": "ready" if os.path.exists(env.marker) else "missing",
+        }
+        return report
+
+    @staticmethod
+    def text(report):
+        lines = ["project:     {}".format(report["project"]),
+                 "appenv:      {}".format(report["appenv_version"]),
+                 "environment: {} ({})".format(report["environment"]["path"],
+                                               report["environment"]["state"])]
+        return "\n".join(lines) + "\n"
+
+
+def cli():
+    """The console script of an installed appenv: the project is the working directory."""
+    sys.exit(main(installed=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
