@@ -75,8 +75,9 @@ def write_wheel(directory, name, version, files, requires=(), scripts=None,
     return path
 
 
-def tool_wheel(directory, name, version, requires=(), late="json"):
+def tool_wheel(directory, name, version, requires=(), late=None):
     module = name.replace("-", "_")
+    late = late or module
     files = {module + "/__init__.py": TOOL.format(name=name, version=version, late=late)}
     return write_wheel(directory, name, version, files, requires,
                        scripts={name: module + ":main"})

@@ -1,0 +1,146 @@
+"""Running a tool through a symlink, as a user does: ./NAME ARGS."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import LAUNCHER
+
+
+def report(result):
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_symlink_runs_the_locked_binary(project):
+    result = project.run(["./tool-a", "hello", "world"])
+    out = report(result)
+    assert out["tool"] == "tool-a" and out["version"] == "1.0"
+    assert out["argv"][1:] == ["hello", "world"]
+
+
+def test_first_run_stdout_is_only_the_binary(project):
+    result = project.run(["./tool-a", "x"])
+    assert result.stdout.count("\n") == 1
+    json.loads(result.stdout)  # nothing but the tool's one line
+    assert "tool-a" in result.stderr  # uv's progress went to stderr
+
+
+def test_argv0_is_the_binary_full_path_and_basedir_is_set(project):
+    out = report(project.run(["./tool-a"]))
+    assert os.path.isabs(out["argv"][0])
+    assert out["argv"][0].endswith("/bin/tool-a")
+    assert out["argv"][0].startswith(str(project.root / ".appenv" / "envs"))
+    assert out["basedir"] == str(project.root)
+
+
+def test_working_directory_and_arguments_pass_untouched(project, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    args = ["a b", "", "--help", "ünïcödé", "*", "$HOME", "-"]
+    out = report(project.run([project.root / "tool-a"] + args, cwd=elsewhere))
+    assert out["cwd"] == str(elsewhere)
+    assert out["argv"][1:] == args
+
+
+@pytest.mark.parametrize("status", [0, 1, 3, 42, 255])
+def test_exit_status_is_the_binary_s(project, status):
+    assert project.run(["./tool-a", "--exit", str(status)]).returncode == status
+
+
+def test_stdin_reaches_the_binary(project):
+    result = project.run(["./tool-a", "--cat"], input="line one\nline two\n")
+    assert result.stdout == "line one\nline two\n"
+
+
+def test_the_launcher_is_replaced_by_the_binary(project):
+    project.run(["./tool-a"], check=0)  # build first
+    proc = subprocess.Popen([str(project.root / "tool-a"), "--late-import",
+                             str(project.root / "never")], cwd=str(project.root),
+                            env=project.env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "started\n"
+        with open("/proc/{}/cmdline".format(proc.pid), "rb") as f:
+            cmdline = f.read().split(b"\0")
+        # The same process is now the binary: no launcher left waiting in between.
+        assert cmdline[1].decode().endswith("/bin/tool-a")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        proc.kill()
+
+
+def test_link_in_a_subdirectory(project, tmp_path):
+    project.link("tool-a", target="../appenv", where=project.root / "bin")
+    out = report(project.run(["bin/tool-a", "sub"]))
+    assert out["basedir"] == str(project.root) and out["cwd"] == str(project.root)
+    out = report(project.run(["./tool-a"], cwd=project.root / "bin"))
+    assert out["basedir"] == str(project.root) and out["cwd"] == str(project.root / "bin")
+
+
+def test_link_from_outside_the_project(project, tmp_path):
+    outside = tmp_path / "usr-local-bin"
+    project.link("tool-a", target=project.root / "appenv", where=outside)
+    out = report(project.run([outside / "tool-a", "x"], cwd=tmp_path))
+    assert out["basedir"] == str(project.root)
+
+
+def test_chain_of_links(project, tmp_path):
+    first = project.link("tool-a", target=project.root / "tool-a", where=tmp_path / "one")
+    project.link("tool-a", target=first, where=tmp_path / "two")
+    assert report(project.run([tmp_path / "two" / "tool-a"]))["tool"] == "tool-a"
+
+
+def test_paths_with_spaces_and_non_ascii(project_factory):
+    project = project_factory(name="my projé ct/wïth spaces")
+    out = report(project.run(["./tool-a", "ok"]))
+    assert out["basedir"] == str(project.root)
+    assert out["argv"][1:] == ["ok"]
+
+
+def test_unknown_binary_is_127_with_the_binaries_there(project):
+    project.link("nope")
+    result = project.run(["./nope"])
+    assert result.returncode == 127
+    assert "'nope'" in result.stderr and "tool-a" in result.stderr
+    assert "activate" not in result.stderr.split("provides:")[1].splitlines()[0]
+    assert "update-lockfile" in result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+
+
+def test_help_and_version(project):
+    result = project.cmd("--help", check=0)
+    assert "update-lockfile" in result.stdout and "Usage:" in result.stdout
+    assert project.cmd("-h", check=0).stdout == result.stdout
+    assert "appenv" in project.cmd("--version", check=0).stdout
+    assert "uv lock" in project.cmd("help", "update-lockfile", check=0).stdout
+    assert "--no-install-project" in project.cmd("prepare", "--help", check=0).stdout
+
+
+@pytest.mark.parametrize("args", [["frobnicate"], ["--frob"], ["help", "frobnicate"],
+                                  ["prepare", "--bogus"], [], ["reset", "extra"]])
+def test_usage_errors_exit_64(project, args):
+    result = project.cmd(*args)
+    assert result.returncode == 64
+    assert "Usage" in result.stderr and result.stdout == ""
+    assert "Traceback" not in result.stderr
+
+
+def test_appenv_py_name_is_subcommand_mode(project):
+    os.rename(project.appenv, project.root / "appenv.py")
+    os.remove(project.root / "tool-a")
+    project.link("tool-a", "appenv.py")
+    assert "appenv" in project.run(["./appenv.py", "--version"], check=0).stdout
+    assert report(project.run(["./tool-a"]))["tool"] == "tool-a"
+
+
+def test_the_example_launcher_is_a_copy_of_appenv_py():
+    example = os.path.join(os.path.dirname(LAUNCHER), "example", "appenv")
+    with open(example, "rb") as a, open(LAUNCHER, "rb") as b:
+        assert a.read() == b.read(), "run: cp appenv.py example/appenv"
+    assert os.access(example, os.X_OK)
