@@ -469,9 +469,18 @@ class Uv:
 
     @staticmethod
     def any():
-        """Any uv at hand, of whatever version: enough to install libraries with."""
-        candidates = [os.environ.get("APPENV_UV"), which("uv")] + Uv.cached()
-        return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+        """Any uv at hand that runs, of whatever version: enough to install libraries with."""
+        import subprocess
+
+        for candidate in [os.environ.get("APPENV_UV"), which("uv")] + Uv.cached():
+            try:
+                if candidate and subprocess.run(
+                        [candidate, "pip", "--help"], stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL, timeout=30).returncode == 0:
+                    return candidate
+            except (OSError, subprocess.SubprocessError):
+                pass
+        return None
 
     @staticmethod
     def cached():

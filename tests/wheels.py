@@ -66,8 +66,7 @@ def write_wheel(directory, name, version, files, requires=(), scripts=None,
         for arcname, data in contents.items():
             data = data.encode() if isinstance(data, str) else data
             info_ = zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0))
-            if arcname.endswith("/uv"):
-                info_.external_attr = 0o755 << 16
+            info_.external_attr = (0o100755 if ".data/scripts/" in arcname else 0o100644) << 16
             whl.writestr(info_, data)
             record.append("{},{},{}".format(arcname, record_hash(data), len(data)))
         record.append(info + "/RECORD,,")
