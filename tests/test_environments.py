@@ -1,0 +1,238 @@
+"""Production environments: exact, keyed by content, safe under crashes and concurrency."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+
+def version_of(result):
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["version"]
+
+
+def relock(project, dependencies):
+    project.pyproject(dependencies)
+    project.lock()
+
+
+def test_a_lock_switch_drops_a_package_and_applies_versions(project_factory):
+    project = project_factory(dependencies=["tool-a==1.5", "lib-d"])
+    project.run(["./tool-a"], check=0)
+    assert project.installed() == {"tool-a": "1.5", "lib-b": "2.0", "lib-d": "1.0"}
+    relock(project, ["tool-a==1.0"])  # seed 000: lib-d and lib-b leave the lock
+    assert version_of(project.run(["./tool-a"])) == "1.0"
+    assert project.installed() == {"tool-a": "1.0"}
+
+
+def test_switching_back_to_a_lock_installs_nothing(project):
+    lock_a = (project.root / "uv.lock").read_text()
+    pyproject_a = (project.root / "pyproject.toml").read_text()
+    project.run(["./tool-a"], check=0)
+    relock(project, ["tool-a==2.0"])
+    assert version_of(project.run(["./tool-a"])) == "2.0"
+    (project.root / "uv.lock").write_text(lock_a)  # git switch A
+    (project.root / "pyproject.toml").write_text(pyproject_a)
+    result = project.run(["./tool-a"], env={"APPENV_VERBOSE": "1"})
+    assert version_of(result) == "1.0"
+    assert result.stderr == ""  # no uv, no install: the environment was still there
+    assert len(project.environments()) == 2
+
+
+def test_keep_removes_the_oldest_never_the_current(project_factory):
+    project = project_factory(extra="[tool.appenv]\nkeep = 2\n")
+    keys = []
+    for deps in (["tool-a==1.0"], ["tool-a==1.5"], ["tool-a==2.0"]):
+        project.pyproject(deps, extra="[tool.appenv]\nkeep = 2\n")
+        project.lock()
+        project.run(["./tool-a"], check=0)
+        keys.append(project.current().name)
+    assert project.environments() == sorted(keys[1:])
+    assert project.current().name == keys[-1]
+
+
+def test_sixteen_simultaneous_first_runs(project):
+    procs = [subprocess.Popen([str(project.root / "tool-a"), str(i)], cwd=str(project.root),
+                              env=project.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(16)]
+    for i, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["argv"][1:] == [str(i)]
+    assert len(project.environments()) == 1
+    assert project.installed() == {"tool-a": "1.0"}
+
+
+def test_sigkill_at_random_moments_never_leaves_a_used_half_build(project_factory):
+    project = project_factory(dependencies=["tool-a==1.5", "lib-d"])
+    rng = random.Random(7)
+    for round_ in range(6):
+        proc = subprocess.Popen([str(project.root / "tool-a")], cwd=str(project.root),
+                                env=project.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.0, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        result = project.run(["./tool-a"])
+        assert version_of(result) == "1.5", round_
+        assert project.installed() == {"tool-a": "1.5", "lib-b": "2.0", "lib-d": "1.0"}
+        project.cmd("reset", check=0)
+
+
+def test_ctrl_c_exits_130_without_traceback(project):
+    import fcntl
+
+    lock = project.root / ".appenv" / "lock"
+    lock.parent.mkdir()
+    with open(lock, "w") as held:  # another appenv is building: this one waits
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = subprocess.Popen([str(project.root / "tool-a")], cwd=str(project.root),
+                                env=project.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        deadline = time.time() + 60
+        while not (project.root / ".appenv" / ".gitignore").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "waiting for another appenv" in err
+    assert "Traceback" not in err and out == ""
+    assert version_of(project.run(["./tool-a"])) == "1.0"
+
+
+def test_a_process_keeps_its_environment_across_an_update(project_factory):
+    extra = "[tool.appenv]\nkeep = 1\n"
+    project = project_factory(dependencies=["tool-e"], links=["tool-e"], extra=extra)
+    flag = project.root / "go"
+    proc = subprocess.Popen([str(project.root / "tool-e"), "--late-import", str(flag)],
+                            cwd=str(project.root), env=project.env, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline() == "started\n"
+        old = project.current()
+        project.pyproject(["tool-a==2.0"], extra=extra)  # lib-b 1.0 -> 2.0
+        project.lock()
+        project.link("tool-a")
+        assert version_of(project.run(["./tool-a"])) == "2.0"
+        assert project.current() != old
+        assert old.exists()  # keep = 1, yet a running process holds it
+        flag.touch()
+        assert proc.stdout.readline() == "late 1.0\n"  # imported lazily, after the update
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    project.pyproject(["tool-a==1.0"], extra=extra)
+    project.lock()
+    project.run(["./tool-a"], check=0)
+    assert not old.exists()  # no longer in use: collected
+
+
+def test_a_package_installed_by_hand_is_removed_on_the_next_run(project):
+    project.run(["./tool-a"], check=0)
+    env = project.current()
+    subprocess.run([project.env["PATH"].split(":")[0] + "/uv", "pip", "install", "--python",
+                    str(env / "bin" / "python"), "lib-d"], env=project.env, check=True,
+                   capture_output=True)
+    assert "lib-d" in project.installed()
+    version_of(project.run(["./tool-a"]))
+    assert project.installed() == {"tool-a": "1.0"}
+
+
+def test_a_package_removed_by_hand_comes_back(project_factory):
+    project = project_factory(dependencies=["tool-a==1.5"])
+    project.run(["./tool-a"], check=0)
+    shutil.rmtree(project.site_packages() / "lib_b")
+    for info in project.site_packages().glob("lib_b-*.dist-info"):
+        shutil.rmtree(info)
+    version_of(project.run(["./tool-a"]))
+    assert project.installed() == {"tool-a": "1.5", "lib-b": "2.0"}
+
+
+def test_an_interpreter_gone_is_rebuilt(project):
+    project.run(["./tool-a"], check=0)
+    python = project.current() / "bin" / "python"
+    python.unlink()
+    python.symlink_to("/nonexistent/python3.99")  # a Python upgrade took it away
+    assert version_of(project.run(["./tool-a"])) == "1.0"
+    assert (project.current() / "bin" / "python").resolve().exists()
+
+
+def test_no_sync_runs_the_current_environment_as_it_is(project):
+    env = {"APPENV_NO_SYNC": "1"}
+    assert version_of(project.run(["./tool-a"], env=env)) == "1.0"  # built: none existed
+    relock(project, ["tool-a==2.0"])
+    result = project.run(["./tool-a"], env=env)
+    assert version_of(result) == "1.0" and result.stderr == ""  # stale, used as it is
+    assert version_of(project.run(["./tool-a"])) == "2.0"
+
+
+def test_extras_and_groups_from_the_environment_select_the_content(project_factory):
+    extra = """
+    [project.optional-dependencies]
+    more = ["lib-d"]
+    [dependency-groups]
+    tools = ["tool-c"]
+    dev = ["tool-e"]
+    """
+    project = project_factory(extra=extra, links=["tool-a", "tool-c"])
+    project.run(["./tool-a"], check=0)
+    assert project.installed() == {"tool-a": "1.0"}  # no extra, no group, no dev
+    assert project.run(["./tool-c"]).returncode == 127
+    env = {"APPENV_EXTRAS": "more", "APPENV_GROUPS": "tools"}
+    assert version_of(project.run(["./tool-c"], env=env)) == "1.0"
+    assert project.installed() == {"tool-a": "1.0", "tool-c": "1.0", "lib-d": "1.0"}
+
+
+def unshare_works():
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        return False
+    return subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0
+
+
+def run_read_only(project, argv, env=None):
+    """Run with the project mounted read-only in a private mount namespace."""
+    root = str(project.root)
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    environ = dict(project.env, **(env or {}))
+    return subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", root] + argv,
+                          cwd=root, env=environ, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(not unshare_works(), reason="needs root and unshare --mount for a read-only "
+                    "bind mount")
+def test_read_only_project(project, tmp_path):
+    result = run_read_only(project, ["./tool-a"])
+    assert result.returncode == 73
+    assert str(project.root / ".appenv") in result.stderr
+    assert "./appenv prepare" in result.stderr and "APPENV_HOME" in result.stderr
+    home = tmp_path / "envs"
+    result = run_read_only(project, ["./tool-a"], env={"APPENV_HOME": str(home)})
+    assert version_of(result) == "1.0"
+    project.cmd("prepare", check=0)
+    result = run_read_only(project, ["./tool-a", "ro"])
+    assert version_of(result) == "1.0"  # prepared: the warm path writes nothing
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_the_warm_path_writes_nothing_and_runs_no_subprocess(project, tmp_path):
+    project.run(["./tool-a"], check=0)
+    project.run(["./tool-a"], check=0)  # bytecode of the launcher cached
+    log = tmp_path / "trace"
+    result = project.run(["strace", "-f", "-o", str(log), "-e",
+                          "trace=execve,openat,mkdir,rename,unlink,creat", "./tool-a"])
+    version_of(result)
+    lines = log.read_text().splitlines()
+    # One process from start to end: sh, python3, then the binary (and the interpreter of its
+    # script), each replacing the last; the launcher forks nothing.
+    assert len({line.split()[0] for line in lines}) == 1, lines
+    assert [line for line in lines if "execve(" in line and "= 0" in line][-1]
+    writes = [line for line in lines if "O_WRONLY" in line or "O_RDWR" in line
+              or "O_CREAT" in line or "mkdir(" in line or "rename(" in line or "unlink(" in line]
+    assert [line for line in writes if "/dev/" not in line] == []
