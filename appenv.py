@@ -153,7 +153,8 @@ class Environment:
 
 def fingerprint(root, selection):
     """A digest of everything that decides what an environment holds."""
-    parts = [b"appenv " + FORMAT.encode(), selection.encode()]
+    h = hasher()
+    h.update(b"appenv " + FORMAT.encode() + b"\0" + selection.encode())
     for name in ("pyproject.toml", "uv.lock", ".python-version"):
         try:
             with open(os.path.join(root, name), "rb") as f:
@@ -162,16 +163,23 @@ def fingerprint(root, selection):
             data = b"\0missing"
         except OSError:
             data = b"\0unreadable"
-        parts.append(name.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
-    return digest(b"\0\0".join(parts))[:24]
+        h.update(b"\0%s\0%d\0" % (name.encode(), len(data)))
+        h.update(data)
+    return h.hexdigest()[:24]
 
 
-def digest(data):
+def hasher():
     try:  # builtin, and far cheaper to import than hashlib, which loads OpenSSL
         from _blake2 import blake2b
     except ImportError:
         from hashlib import blake2b
-    return blake2b(data, digest_size=16).hexdigest()
+    return blake2b(digest_size=16)
+
+
+def digest(data):
+    h = hasher()
+    h.update(data)
+    return h.hexdigest()
 
 
 class Selection:
