@@ -14,7 +14,18 @@ import wheels
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCHER = os.path.join(REPO, "appenv.py")
-UV = shutil.which("uv")
+
+
+def find_uv():
+    """uv from the dev group (the `uv` package) when it is installed, else uv on PATH."""
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        return shutil.which("uv")
+    return find_uv_bin()
+
+
+UV = find_uv()
 PYTHON = os.path.realpath(sys.executable)
 
 
