@@ -283,6 +283,37 @@ class Project:
         if lock:
             self.lock()
 
+    def has_lock(self):
+        return os.path.isfile(self.lock_path)
+
+    def lock_conflict(self):
+        """uv.lock's bytes when they have git conflict markers, else None."""
+        try:
+            with open(self.lock_path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        return data if our_side(data) is not None else None
+
+    def take_our_side_of_lock(self, conflicted):
+        """Replace a conflicted uv.lock with our side, so that `uv lock` prefers its versions.
+
+        Returns its packages, for the summary. When our side is not a valid lock either,
+        uv.lock is removed and uv resolves afresh.
+        """
+        ours = our_side(conflicted)
+        try:
+            packages = LockDiff.packages(libraries().toml.loads(ours.decode("utf-8")))
+        except (ValueError, UnicodeDecodeError):
+            say("uv.lock has merge conflict markers and our side is not a valid lock; "
+                "locking afresh from pyproject.toml")
+            os.remove(self.lock_path)
+            return {}
+        say("uv.lock has merge conflict markers; locking again from pyproject.toml, keeping "
+            "the versions of our side (HEAD) where it allows")
+        write_atomically(self.lock_path, ours)
+        return packages
+
     def pyproject(self):
         return read_toml(self.pyproject_path)
 
@@ -304,10 +335,7 @@ def read_toml(path):
             data = f.read()
     except OSError as e:
         raise Problem(66, "cannot read {}: {}".format(path, e.strerror))
-    lines = data.splitlines()
-    if any(line.startswith(b"<<<<<<< ") for line in lines) and any(
-        line.startswith(b">>>>>>> ") for line in lines
-    ):
+    if our_side(data) is not None:
         raise Problem(65, (
             "{} has git merge conflict markers. Resolve the conflict in pyproject.toml first, "
             "then run {} update-lockfile to regenerate a clean uv.lock, then commit uv.lock."
@@ -319,6 +347,29 @@ def read_toml(path):
         raise Problem(65, "{} is not valid TOML: not UTF-8 ({})".format(path, e.reason))
     except toml.TOMLDecodeError as e:
         raise Problem(65, "{} is not valid TOML: {}".format(path, e))
+
+
+def our_side(data):
+    """A file with git conflict markers as it reads on our side (HEAD); None without markers.
+
+    Lines outside the conflicts are kept; in each conflict, the lines between `<<<<<<<` and
+    `|||||||` or `=======` (diff3 style has the base between the last two).
+    """
+    lines = data.splitlines(keepends=True)
+    if not any(line.startswith(b"<<<<<<<") for line in lines):
+        return None
+    kept, side = [], None
+    for line in lines:
+        marker = line[:7]
+        if marker == b"<<<<<<<":
+            side = "ours"
+        elif marker in (b"|||||||", b"=======") and side:
+            side = "other"
+        elif marker == b">>>>>>>" and side:
+            side = None
+        elif side != "other":
+            kept.append(line)
+    return None if side else b"".join(kept)
 
 
 class Config:
@@ -807,7 +858,7 @@ def touch(path):
 
 def write_atomically(path, text):
     temporary = path + ".tmp-{}".format(os.getpid())
-    with open(temporary, "w") as f:
+    with open(temporary, "wb" if isinstance(text, bytes) else "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
@@ -851,6 +902,9 @@ class LockDiff:
         found = {}
         for package in lock.get("package", []):
             name, version = package.get("name"), package.get("version")
+            source = package.get("source", {})
+            if "virtual" in source or "editable" in source:
+                continue  # the project and its workspace members: not pinned by the lock
             if name:
                 found.setdefault(name, set()).add(version or "(no version)")
         return found
@@ -1097,8 +1151,22 @@ class Command:
         uv = Uv.find(config.required_uv)
         checking = "--check" in args or "--locked" in args
         dry_run = "--dry-run" in args
-        before = LockDiff.packages(project.lock()) if os.path.exists(project.lock_path) else {}
-        status = uv.run(["lock", "--project", self.root] + list(args), self.root)
+        conflicted = project.lock_conflict()
+        if conflicted is not None:
+            if checking or dry_run:
+                raise Problem(1 if checking else 65, (
+                    "uv.lock has git merge conflict markers. Resolve pyproject.toml, then run "
+                    "{} update-lockfile (without {}), then commit uv.lock."
+                ).format(launcher_command(), "--check" if checking else "--dry-run"))
+            before = project.take_our_side_of_lock(conflicted)
+        else:
+            before = LockDiff.packages(project.lock()) if project.has_lock() else {}
+        status = None
+        try:
+            status = uv.run(["lock", "--project", self.root] + list(args), self.root)
+        finally:
+            if conflicted is not None and status != 0:
+                write_atomically(project.lock_path, conflicted)  # as it was: nothing lost
         if status != 0:
             if checking and status == 1:
                 raise Problem(1, "uv.lock is out of date with pyproject.toml. Run: {} "
