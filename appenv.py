@@ -1,10 +1,20 @@
 #!/bin/sh
-"exec" "python3" "-I" "-S" "-X" "pycache_prefix=${XDG_CACHE_HOME:-$HOME/.cache}/appenv/bytecode" "-c" "import os, sys; from importlib.machinery import SourceFileLoader; m = type(sys)('appenv'); m.__file__ = os.path.realpath(sys.argv[1]); SourceFileLoader('appenv', m.__file__).exec_module(m); sys.exit(m.main(sys.argv[1:]))" "$0" "$@"
+"exec" "python3" "-I" "-S" "-c" \
+"import marshal, os, sys; "\
+"path = os.path.realpath(sys.argv[1]); source = open(path, 'rb').read(); "\
+"cache = os.path.join(os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'), "\
+"'appenv', 'bytecode', '{}-{}'.format(sys.implementation.cache_tag, len(source))); "\
+"cached = open(cache, 'rb').read() if os.path.isfile(cache) else b''; "\
+"hit = cached[:len(source)] == source; "\
+"code = marshal.loads(cached[len(source):]) if hit else compile(source, path, 'exec'); "\
+"m = type(sys)('appenv'); m.__file__ = path; m.BYTECODE = None if hit else (cache, source, code); "\
+"exec(code, m.__dict__); sys.exit(m.main(sys.argv[1:]))" "$0" "$@"
 
-# The line above is for sh, and a string for Python. It starts Python isolated and without
+# The lines above are for sh, and a string for Python. They start Python isolated and without
 # site-packages (-I -S: a plain start costs 40 ms where site-packages is large, this one 9 ms),
-# and loads this file as a module so that its bytecode is cached in ~/.cache/appenv/bytecode
-# instead of being compiled on every run, as a script's would be. `python3 appenv` works too.
+# and run this file from bytecode cached in ~/.cache/appenv/bytecode, keyed by the file's
+# content rather than its path, so that a fresh clone does not compile it again (10 ms); see
+# `remember_bytecode`. `python3 appenv` works too.
 
 __doc__ = """appenv: run a repository's tools from the environment its uv.lock pins.
 
@@ -38,6 +48,8 @@ FORMAT = "1"  # the layout of environments; part of every fingerprint
 MIN_UV = "0.8.0"  # the oldest uv whose options appenv relies on
 KEEP = 3  # environments kept for switching back and for running processes
 LAUNCHER_NAMES = ("appenv", "appenv.py")
+# Set by the lines at the top when this file's bytecode was not in the cache: (where, source, code)
+BYTECODE = globals().get("BYTECODE")
 READY = "appenv-ready"  # written into an environment last, once it is complete
 PARTIAL = "appenv-partial"  # a `prepare --no-install-*` build, to be completed in place
 
@@ -46,6 +58,8 @@ def main(argv=None, installed=False):
     """Dispatch on the invoked name, like rustup's proxies; return an exit status."""
     argv = list(sys.argv if argv is None else argv)
     name = os.path.basename(argv[0])
+    if BYTECODE:
+        remember_bytecode(*BYTECODE)
     try:
         if installed or name in LAUNCHER_NAMES:
             return Command.dispatch(argv[1:], installed)
@@ -56,6 +70,17 @@ def main(argv=None, installed=False):
     except KeyboardInterrupt:
         say("interrupted")
         return 130
+
+
+def remember_bytecode(path, source, code):
+    """Cache this file's bytecode after its source, which the lines at the top compare."""
+    import marshal
+
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_atomically(path, source + marshal.dumps(code), durable=False)
+    except OSError:
+        pass  # a read-only home: compiled on every run, as a script would be
 
 
 def launcher_root():
@@ -72,11 +97,13 @@ def production_environment(root):
     """The warm path: the environment for the files as they are, if ready; else build it."""
     home = Home(root)
     env = home.environment(Selection.from_environ())
-    if no_sync() and home.current():
-        return home.current()  # seed 002: as it is, even stale; built only when there is none
     if env.is_ready():
         return env
-    return build(Project(root), env.selection)
+    if no_sync():  # seed 002: as it is, even stale or changed by hand; built only if none
+        found = env if os.path.exists(env.marker) else home.current()
+        if found and found.hold():
+            return found
+    return build(Project(root), env)
 
 
 class Home:
@@ -131,13 +158,27 @@ class Environment:
         except (IndexError, ValueError, OSError):
             os.close(fd)
             return False
+        return self.hold(fd)
+
+    def hold(self, fd=None):
+        """Take a shared lock that the binary inherits across exec: garbage collection and
+        `reset` skip any environment a running process holds, whatever `keep` says."""
         import fcntl
 
-        # A shared lock that the binary inherits across exec: garbage collection skips any
-        # environment a running process holds, whatever `keep` says.
+        if fd is None:
+            try:
+                fd = os.open(self.marker, os.O_RDONLY)
+            except OSError:
+                return False
         fcntl.flock(fd, fcntl.LOCK_SH)
-        os.set_inheritable(fd, True)
-        return True
+        try:  # removed while we waited for the lock (`discard_unless_in_use`)?
+            if os.stat(self.marker).st_ino == os.fstat(fd).st_ino:
+                os.set_inheritable(fd, True)
+                return True
+        except OSError:
+            pass
+        os.close(fd)
+        return False
 
     def exec(self, name, args, executable=None):
         """Replace this process with binary NAME from the environment."""
@@ -185,30 +226,37 @@ def digest(data):
 class Selection:
     """What the environment holds beyond the project's dependencies: extras and groups.
 
-    APPENV_EXTRAS and APPENV_GROUPS replace the lists in [tool.appenv]; the options of
-    `prepare` add to them. The interpreter request in UV_PYTHON counts too.
+    APPENV_EXTRAS and APPENV_GROUPS replace the lists in [tool.appenv] (None: not set, the
+    configured lists apply). The interpreter request in UV_PYTHON counts too.
     """
 
-    def __init__(self, extras=None, groups=None, add_extras=(), add_groups=()):
-        self.extras, self.groups = extras, groups
-        self.add_extras, self.add_groups = sorted(set(add_extras)), sorted(set(add_groups))
+    def __init__(self, extras=None, groups=None):
+        self.extras = None if extras is None else sorted(set(extras))
+        self.groups = None if groups is None else sorted(set(groups))
 
     @classmethod
-    def from_environ(cls, add_extras=(), add_groups=()):
-        return cls(names(os.environ.get("APPENV_EXTRAS")),
-                   names(os.environ.get("APPENV_GROUPS")), add_extras, add_groups)
+    def from_environ(cls):
+        return cls(names(os.environ.get("APPENV_EXTRAS")), names(os.environ.get("APPENV_GROUPS")))
 
     def encode(self):
-        fields = [self.extras, self.groups, self.add_extras, self.add_groups]
-        text = ";".join("-" if f is None else ",".join(f) for f in fields)
+        text = ";".join("-" if f is None else ",".join(f) for f in (self.extras, self.groups))
         return (text + ";" + os.environ.get("UV_PYTHON", "")).encode()
 
     def resolve(self, config):
         """The extras and groups to sync, given [tool.appenv]."""
-        extras = config.extras if self.extras is None else self.extras
-        groups = config.groups if self.groups is None else self.groups
-        return (sorted(set(extras) | set(self.add_extras)),
-                sorted(set(groups) | set(self.add_groups)))
+        return (config.extras if self.extras is None else self.extras,
+                config.groups if self.groups is None else self.groups)
+
+    def adding(self, config, extras, groups):
+        """This selection with more extras and groups, as the variables would say it."""
+        current_extras, current_groups = self.resolve(config)
+        return Selection(set(current_extras) | set(extras), set(current_groups) | set(groups))
+
+    def variables(self):
+        """The APPENV_EXTRAS and APPENV_GROUPS that select this, for a message."""
+        return " ".join("{}={}".format(name, ",".join(value)) for name, value in
+                        (("APPENV_EXTRAS", self.extras), ("APPENV_GROUPS", self.groups))
+                        if value is not None)
 
 
 def names(value):
@@ -280,7 +328,14 @@ class Project:
         if lock and not os.path.isfile(self.lock_path):
             raise Problem(66, "No uv.lock found. Run: {} update-lockfile".format(launcher_command()))
         self.pyproject()
-        if lock:
+        if lock:  # conflict markers here; uv reports any other fault of uv.lock (`diagnose`)
+            with open(self.lock_path, "rb") as f:
+                if our_side(f.read()) is not None:
+                    read_toml(self.lock_path)
+
+    def diagnose(self):
+        """After uv failed: exit 65 with the file and line if uv.lock is not valid TOML."""
+        if self.has_lock():
             self.lock()
 
     def has_lock(self):
@@ -476,7 +531,7 @@ def install_libraries(target):
         command = pip_install(staging, requirements)
     try:
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        status = call(command, cwd=os.path.dirname(target))
+        status = call(command)
         if status == 0 and not os.path.isdir(target):
             os.rename(staging, target)
     except OSError as e:
@@ -507,14 +562,51 @@ def cache_dir():
     return os.path.join(base, "appenv")
 
 
-def call(command, cwd=None, env=None, stdout=None, pass_fds=()):
-    """Run a command with its output live on stderr (stdout belongs to the binary)."""
-    import subprocess
-
+def call(command, env=None, pass_fds=()):
+    """Run a command and wait; its output goes live to stderr (stdout belongs to the binary)."""
     if os.environ.get("APPENV_VERBOSE"):
         say("running " + " ".join(command))
-    return subprocess.call(command, cwd=cwd, env=env, pass_fds=pass_fds,
-                           stdout=sys.stderr.fileno() if stdout is None else stdout)
+    return wait(spawn(command, [(os.POSIX_SPAWN_DUP2, 2, 1)], env, pass_fds))
+
+
+def output(command):
+    """A command's stdout, or None when it cannot run or fails; its stderr is dropped."""
+    read, write = os.pipe()
+    try:
+        pid = spawn(command, [(os.POSIX_SPAWN_DUP2, write, 1),
+                              (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)])
+    except OSError:
+        return None
+    finally:
+        os.close(write)
+    with open(read, "rb") as pipe:
+        data = pipe.read()
+    return data if wait(pid) == 0 else None
+
+
+def spawn(command, actions, env=None, pass_fds=()):
+    """Start a command with os.posix_spawn: importing subprocess alone would cost 17 ms."""
+    for fd in pass_fds:
+        os.set_inheritable(fd, True)
+    try:
+        return os.posix_spawn(command[0], command, os.environ if env is None else env,
+                              file_actions=actions)
+    finally:
+        for fd in pass_fds:
+            os.set_inheritable(fd, False)
+
+
+def wait(pid):
+    """The exit status of a child (negative: the signal that killed it), as subprocess has it."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except BaseException:  # Ctrl-C: do not leave the child running behind our back
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        raise
+    if os.WIFSIGNALED(status):
+        return -os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
 
 
 # --- uv --------------------------------------------------------------------------------------
@@ -529,16 +621,9 @@ class Uv:
     @staticmethod
     def any():
         """Any uv at hand that runs, of whatever version: enough to install libraries with."""
-        import subprocess
-
         for candidate in [os.environ.get("APPENV_UV"), which("uv")] + Uv.cached():
-            try:
-                if candidate and subprocess.run(
-                        [candidate, "pip", "--help"], stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL, timeout=30).returncode == 0:
-                    return candidate
-            except (OSError, subprocess.SubprocessError):
-                pass
+            if candidate and output([candidate, "pip", "--help"]) is not None:
+                return candidate
         return None
 
     @staticmethod
@@ -609,13 +694,10 @@ class Uv:
 
     @staticmethod
     def version_of(path):
-        import subprocess
-
+        out = output([path, "--version"])  # "uv 0.13.9 (abc123 2026-01-01)"
         try:
-            out = subprocess.run([path, "--version"], stdout=subprocess.PIPE,
-                                 stderr=subprocess.DEVNULL, timeout=30).stdout
             return libraries().Version(out.decode().split()[1])
-        except (OSError, IndexError, ValueError, subprocess.SubprocessError):
+        except (AttributeError, IndexError, ValueError):
             return None
 
     @classmethod
@@ -650,9 +732,9 @@ class Uv:
     def command(self, *args):
         return [self.path] + list(args)
 
-    def run(self, args, root, env=None, step=None, pass_fds=()):
+    def run(self, args, env=None, step=None, pass_fds=()):
         """Run uv with output live on stderr; a failure is uv's status plus which step failed."""
-        status = call(self.command(*args), cwd=root, env=env, pass_fds=pass_fds)
+        status = call(self.command(*args), env=env, pass_fds=pass_fds)
         if status != 0 and step:
             if status < 0:
                 status = 128 - status
@@ -670,12 +752,101 @@ class Uv:
 # --- Building environments -------------------------------------------------------------------
 
 
-def build(project, selection, partial=()):
-    """Make the environment for the project's files ready: find it, or build it in place."""
-    project.check()
-    config = project.config()
-    with Builder(Home(project.root)) as builder:
-        return builder.ensure(project, config, selection, partial)
+def build(project, env, partial=()):
+    """Make environment ENV ready: wait for another appenv building it, or build it in place."""
+    plan = Plan.of(project, env)
+    with Builder(env.home) as builder:
+        return builder.ensure(project, env, plan, partial)
+
+
+class Plan:
+    """How to build an environment: the uv to run, the `uv sync` options, how many to keep.
+
+    Working it out parses pyproject.toml, imports packaging and asks uv for its version: some
+    70 ms, as long as the build itself. It depends only on the fingerprinted files and on which
+    uv is at hand, so it is remembered in appenv's cache under the fingerprint: a fresh clone
+    of a project built before on this machine (a CI runner, a deploy, a worktree) goes
+    straight to `uv sync`.
+    """
+
+    def __init__(self, key, uv, options, keep):
+        self.key, self.uv, self.options, self.keep = key, uv, options, keep
+
+    @classmethod
+    def of(cls, project, env):
+        return cls.recall(env.key) or cls.work_out(project, env)
+
+    @classmethod
+    def work_out(cls, project, env):
+        project.check()
+        config = project.config()
+        uv = Uv.find(config.required_uv)
+        plan = cls(env.key, uv, config.sync_options(env.selection), config.keep)
+        plan.remember()
+        return plan
+
+    @staticmethod
+    def path(key):
+        return os.path.join(cache_dir(), "plans", key)
+
+    @staticmethod
+    def situation(uv_path):
+        """What decides which uv `Uv.find` picks, and the picked uv's own file."""
+        explicit = os.environ.get("APPENV_UV", "")
+        on_path = which("uv") or ""
+        return [launcher_digest(), explicit, on_path, file_identity(explicit or on_path),
+                uv_path, file_identity(uv_path)]
+
+    @classmethod
+    def recall(cls, key):
+        try:
+            with open(cls.path(key), "rb") as f:
+                fields = f.read().decode("utf-8").split("\0")
+            situation, (version, how, keep), options = fields[:6], fields[6:9], fields[9:]
+            keep = int(keep)
+        except (OSError, ValueError):
+            return None
+        if situation != cls.situation(situation[4]):
+            return None
+        return cls(key, Uv(situation[4], version, how), options, keep)
+
+    def remember(self):
+        fields = self.situation(self.uv.path) + [str(self.uv.version), self.uv.how,
+                                                 str(self.keep)] + self.options
+        try:
+            os.makedirs(os.path.dirname(self.path(self.key)), exist_ok=True)
+            write_atomically(self.path(self.key), "\0".join(fields), durable=False)
+            prune(os.path.dirname(self.path(self.key)), 200)
+        except OSError:
+            pass  # a cache: the next build works the plan out again
+
+
+def launcher_digest():
+    with open(__file__, "rb") as f:
+        return digest(f.read())
+
+
+def file_identity(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return "{}:{}:{}".format(st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def prune(directory, keep):
+    """Remove all but the `keep` newest files of a cache directory."""
+    entries = []
+    for entry in os.listdir(directory):
+        try:
+            entries.append((os.stat(os.path.join(directory, entry)).st_mtime_ns, entry))
+        except OSError:
+            pass
+    for _mtime, entry in sorted(entries, reverse=True)[keep:]:
+        try:
+            os.remove(os.path.join(directory, entry))
+        except OSError:
+            pass
 
 
 class Builder:
@@ -692,7 +863,8 @@ class Builder:
             os.makedirs(self.home.envs, exist_ok=True)
             ignore = os.path.join(self.home.path, ".gitignore")
             if not os.path.exists(ignore):
-                write_atomically(ignore, "# appenv's environments; never committed\n*\n")
+                write_atomically(ignore, "# appenv's environments; never committed\n*\n",
+                                 durable=False)
             self.fd = os.open(os.path.join(self.home.path, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise Problem(73, (
@@ -710,19 +882,20 @@ class Builder:
     def __exit__(self, *exc):
         os.close(self.fd)
 
-    def ensure(self, project, config, selection, partial):
-        uv = None
+    def ensure(self, project, env, plan, partial):
         for _attempt in range(3):
-            env = self.home.environment(selection)
-            if not partial and env.is_ready():  # built by the appenv we waited for
+            if env.is_ready():  # built by the appenv we waited for; enough for partial too
                 self.point_current(env)
                 return env
+            if plan.key != env.key:
+                plan = Plan.of(project, env)
             if not os.path.exists(os.path.join(env.path, PARTIAL)):
                 discard(env.path)  # a crashed or hand-broken build: never used, built again
-            uv = uv or Uv.find(config.required_uv)
-            self.sync(env, project, config, uv, partial)
-            if self.home.environment(selection).key != env.key:
+            self.sync(env, project, plan, partial)
+            latest = self.home.environment(env.selection)
+            if latest.key != env.key:
                 say("uv.lock or pyproject.toml changed during the build; building again")
+                env = latest
                 continue
             if partial:
                 touch(os.path.join(env.path, PARTIAL))
@@ -732,18 +905,21 @@ class Builder:
                 raise Problem(70, "the environment {} changed while appenv marked it ready"
                               .format(env.path))
             self.point_current(env)
-            self.collect_garbage(config.keep, env)
+            self.collect_garbage(plan.keep, env)
             return env
         raise Problem(75, "uv.lock keeps changing while appenv builds; try again")
 
-    def sync(self, env, project, config, uv, partial):
+    def sync(self, env, project, plan, partial):
         environ = dict(os.environ, UV_PROJECT_ENVIRONMENT=env.path)
         environ.pop("VIRTUAL_ENV", None)  # the project environment is ours; spare uv's warning
-        args = ["sync", "--project", project.root] + config.sync_options(env.selection)
-        args += list(partial)
+        args = ["sync", "--project", project.root] + plan.options + list(partial)
         # The lock travels with uv: if appenv is killed, a new build waits for uv to end.
-        uv.run(args, project.root, env=environ, pass_fds=(self.fd,),
-               step="building the environment {}".format(env.path))
+        try:
+            plan.uv.run(args, env=environ, pass_fds=(self.fd,),
+                        step="building the environment {}".format(env.path))
+        except Problem:
+            project.diagnose()  # uv.lock not valid TOML: exit 65 with the file and line
+            raise
 
     def mark_ready(self, env):
         """Record what `is_ready` compares against, then make it visible in one rename."""
@@ -788,8 +964,6 @@ class Builder:
 
     def collect_garbage(self, keep, current):
         """Keep the `keep` most recently used; never current, never one a process runs in."""
-        import fcntl
-
         ready, other = [], []
         for entry in os.listdir(self.home.envs):
             path = os.path.join(self.home.envs, entry)
@@ -802,17 +976,7 @@ class Builder:
                 other.append(path)  # crashed builds and trash
         ready.sort(reverse=True)
         for _mtime, path in ready[keep - 1:]:
-            try:
-                fd = os.open(os.path.join(path, READY), os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a running process holds it
-            finally:
-                os.close(fd)
-            other.append(path)
+            discard_unless_in_use(path)
         for path in other:
             discard(path)
 
@@ -824,6 +988,25 @@ def site_packages(env_path):
         if os.path.isdir(candidate):
             return candidate
     raise Problem(70, "uv built {} without a site-packages directory".format(env_path))
+
+
+def discard_unless_in_use(path):
+    """Remove a ready environment unless a running process holds it; True when removed."""
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(path, READY), os.O_RDONLY)
+    except OSError:
+        discard(path)
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        discard(path)  # holding the lock: a run that waits for it then sees the marker gone
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def discard(path):
@@ -846,9 +1029,12 @@ def remove_tree(path):
 
 
 def which(name):
-    import shutil
-
-    return shutil.which(name)
+    """The executable NAME on PATH, as the shell finds it (shutil costs an import)."""
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(directory or ".", name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
 
 
 def touch(path):
@@ -856,12 +1042,14 @@ def touch(path):
         os.utime(path, None)
 
 
-def write_atomically(path, text):
+def write_atomically(path, text, durable=True):
+    """Write a file whole or not at all; durable: on disk before it appears."""
     temporary = path + ".tmp-{}".format(os.getpid())
     with open(temporary, "wb" if isinstance(text, bytes) else "w") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(temporary, path)
 
 
@@ -949,6 +1137,10 @@ class LockDiff:
             else:
                 lines.append("  {:<10} {} {}".format(kind, name, old or new))
         return "\n".join(lines)
+
+
+def plural(count, word):
+    return "{} {}{}".format(count, word, "" if count == 1 else "s")
 
 
 def versions_text(versions):
@@ -1136,8 +1328,14 @@ class Command:
                     add_groups += list(data.get("dependency-groups", {}))
             else:
                 raise usage_error("unexpected argument {!r}".format(option), "prepare")
-        selection = Selection.from_environ(add_extras, add_groups)
-        env = build(project, selection, partial)
+        selection = Selection.from_environ()
+        if add_extras or add_groups:
+            project.check()
+            selection = selection.adding(project.config(), add_extras, add_groups)
+        env = build(project, Home(self.root).environment(selection), partial)
+        if add_extras or add_groups:
+            say("symlinks and `python` run in this environment with {}".format(
+                selection.variables()))
         sys.stdout.write(env.path + "\n")
         return 0
 
@@ -1163,7 +1361,7 @@ class Command:
             before = LockDiff.packages(project.lock()) if project.has_lock() else {}
         status = None
         try:
-            status = uv.run(["lock", "--project", self.root] + list(args), self.root)
+            status = uv.run(["lock", "--project", self.root] + list(args))
         finally:
             if conflicted is not None and status != 0:
                 write_atomically(project.lock_path, conflicted)  # as it was: nothing lost
@@ -1185,7 +1383,7 @@ class Command:
     def do_run(self, args):
         uv = Uv.find(self.required_uv())
         if "--locked" in leading_options(args):
-            status = uv.run(["lock", "--check", "--project", self.root], self.root)
+            status = uv.run(["lock", "--check", "--project", self.root])
             if status == 1:
                 raise Problem(1, "uv.lock is out of date with pyproject.toml and --locked was "
                                  "given. Run: {} update-lockfile".format(launcher_command()))
@@ -1207,13 +1405,21 @@ class Command:
         if not os.path.isdir(home.path):
             say("no environments in {}".format(home.path))
             return 0
+        kept = []
         with Builder(home):
-            for entry in os.listdir(home.envs):
-                discard(os.path.join(home.envs, entry))
-            try:
-                os.remove(os.path.join(home.path, "current"))
-            except FileNotFoundError:
-                pass
+            for entry in sorted(os.listdir(home.envs)):
+                if not discard_unless_in_use(os.path.join(home.envs, entry)):
+                    kept.append(entry)
+            current = home.current()
+            if not current or current.key not in kept:
+                try:
+                    os.remove(os.path.join(home.path, "current"))
+                except FileNotFoundError:
+                    pass
+        if kept:
+            say("kept {} in use by running processes; run reset again when they have ended:\n  {}"
+                .format(plural(len(kept), "environment"),
+                        "\n  ".join(os.path.join(home.envs, k) for k in kept)))
         say("removed the environments in {}".format(home.path))
         return 0
 
