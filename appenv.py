@@ -141,7 +141,7 @@ class Environment:
         self.path = os.path.join(home.envs, key)
         self.marker = os.path.join(self.path, READY)
 
-    def is_ready(self):
+    def is_ready(self, hold=True):
         """Complete, its interpreter present, and no package added or removed since."""
         try:
             fd = os.open(self.marker, os.O_RDONLY)
@@ -158,6 +158,9 @@ class Environment:
         except (IndexError, ValueError, OSError):
             os.close(fd)
             return False
+        if not hold:
+            os.close(fd)
+            return True
         return self.hold(fd)
 
     def hold(self, fd=None):
@@ -596,6 +599,15 @@ def spawn(command, actions, env=None, pass_fds=()):
             os.set_inheritable(fd, False)
 
 
+def quiet_status(command):
+    """A command's exit status, its output dropped (None when it cannot run)."""
+    actions = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0) for fd in (1, 2)]
+    try:
+        return wait(spawn(command, actions))
+    except OSError:
+        return None
+
+
 def wait(pid):
     """The exit status of a child (negative: the signal that killed it), as subprocess has it."""
     try:
@@ -637,7 +649,7 @@ class Uv:
         return [p for p in paths if os.access(p, os.X_OK)]
 
     @classmethod
-    def find(cls, required=None):
+    def find(cls, required=None, install=True):
         """APPENV_UV; uv on PATH; the copy appenv installed before; else install one."""
         libs = libraries()
         wanted = libs.SpecifierSet(">=" + MIN_UV)
@@ -672,6 +684,8 @@ class Uv:
             found = cls.usable(path, wanted, "appenv's cache", tried, version)
             if found:
                 return found
+        if not install:
+            return None
         installed = cls.install(wanted, tried)
         if installed:
             return installed
@@ -1168,6 +1182,7 @@ Commands:
   python           Run the production environment's Python
   status           Show the project, uv, the lock and the environments
   reset            Remove appenv's environments
+  self-update      Write this appenv over a project's launcher
   help             Display documentation for a command
 
 Options:
@@ -1243,13 +1258,38 @@ ARGS in the current directory.
 Show the project, uv, the lock and the environments
 
 Usage: ./appenv status [--json]
+
+Shows the project root, appenv's version, the uv appenv uses and how it was found, whether
+uv.lock is present and up to date with pyproject.toml (`uv lock --check --offline`), the
+production environment (ready, changed, stale or missing, and its Python), the environments
+kept, and each symlink in the project with whether its binary exists. Installs nothing and
+builds nothing.
+
+Options:
+      --json  Print the same as JSON (fields: docs/commands.md)
+""",
+    "self-update": """\
+Write this appenv over a project's launcher
+
+Usage: appenv self-update [OPTIONS] [PATH]
+
+Replaces PATH/appenv (PATH: a project directory or the launcher file; default: the project)
+with the appenv that runs this command, in one atomic rename, keeping it executable. Symlinks
+keep working; environments are kept. Typical use: a newer appenv.py updates a project's copy:
+
+  python3 ~/src/appenv/appenv.py self-update /srv/app
+
+Options:
+      --check  Only compare; exit 1 when the launcher differs from this appenv
 """,
     "reset": """\
 Remove appenv's environments
 
 Usage: ./appenv reset
 
-Removes every environment appenv built for this project. Never touches uv.lock or .venv.
+Removes every environment appenv built for this project, except those a running process still
+uses (it names them; run reset again once they have ended). Never touches uv.lock or .venv.
+The next run builds the environment again.
 """,
 }
 HELP["help"] = "Display documentation for a command\n\nUsage: ./appenv help [COMMAND]\n"
@@ -1423,6 +1463,43 @@ class Command:
         say("removed the environments in {}".format(home.path))
         return 0
 
+    def do_self_update(self, args):
+        check, target = False, None
+        for arg in args:
+            if arg == "--check":
+                check = True
+            elif arg.startswith("-") or target:
+                raise usage_error("unexpected argument {!r}".format(arg), "self-update")
+            else:
+                target = arg
+        target = os.path.abspath(target or self.root)
+        if os.path.isdir(target):
+            target = os.path.join(target, "appenv")
+        target = os.path.realpath(target)
+        with open(os.path.realpath(__file__), "rb") as f:
+            mine = f.read()
+        try:
+            with open(target, "rb") as f:
+                theirs = f.read()
+        except OSError as e:
+            raise Problem(66, "cannot read {}: {}. To start a project there, run: {} init"
+                          .format(target, e.strerror, launcher_command()))
+        if theirs == mine:
+            say("{} is up to date (appenv {})".format(target, __version__))
+            return 0
+        if check:
+            raise Problem(1, "{} (appenv {}) differs from this appenv {}. Run: appenv "
+                             "self-update {}".format(target, launcher_version(theirs),
+                                                     __version__, os.path.dirname(target)))
+        try:  # whole or not at all: a launch that starts meanwhile reads one or the other
+            write_atomically(target, mine)
+            os.chmod(target, 0o755)
+        except OSError as e:
+            raise Problem(73, "cannot write {}: {}".format(target, e.strerror))
+        say("updated {} from appenv {} to {}".format(target, launcher_version(theirs),
+                                                     __version__))
+        return 0
+
     def do_status(self, args):
         as_json = False
         for arg in args:
@@ -1438,6 +1515,20 @@ class Command:
         else:
             sys.stdout.write(Status.text(report))
         return 0
+
+
+def launcher_version(source):
+    """The __version__ a launcher's source assigns, or "unknown"."""
+    import ast
+
+    try:
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.Assign) and any(
+                    getattr(t, "id", None) == "__version__" for t in node.targets):
+                return ast.literal_eval(node.value)
+    except (SyntaxError, ValueError):
+        pass
+    return "unknown"
 
 
 def leading_options(args):
@@ -1457,31 +1548,179 @@ def usage_error(message, command=None):
 
 
 class Status:
-    """What `status` reports, as data first (for --json), then as text."""
+    """What `status` reports: data first (the --json output), then the same as text."""
 
     def __init__(self, root):
         self.root = root
+        self.project, self.home = Project(root), Home(root)
+        self.problems = []
+        self.found_uv = None
 
     def collect(self):
-        project = Project(self.root)
-        home = Home(self.root)
-        report = {"project": self.root, "appenv_version": __version__,
-                  "pyproject": os.path.exists(project.pyproject_path),
-                  "lock": {"present": os.path.exists(project.lock_path)}}
-        env = home.environment(Selection.from_environ())
-        report["environment"] = {
-            "fingerprint": env.key, "path": env.path,
-            "state": "ready" if os.path.exists(env.marker) else "missing",
+        env = self.home.environment(Selection.from_environ())
+        return {
+            "project": self.root,
+            "appenv": {"version": __version__, "launcher": os.path.realpath(__file__)},
+            "pyproject": os.path.isfile(self.project.pyproject_path),
+            "uv": self.uv(),
+            "lock": {"present": self.project.has_lock(), "up_to_date": self.lock_up_to_date()},
+            "environment": self.environment(env),
+            "environments": self.environments(),
+            "links": self.links(env),
+            "problems": self.problems,
         }
-        return report
+
+    def config(self):
+        try:
+            self.project.check(lock=False)
+            return self.project.config()
+        except Problem as problem:
+            self.problems.append(problem.message)
+            return None
+
+    def uv(self):
+        config = self.config()
+        try:
+            uv = Uv.find(config.required_uv if config else None, install=False)
+        except Problem as problem:
+            self.problems.append(problem.message)
+            uv = None
+        if uv is None:
+            return {"path": None, "version": None, "found": None}
+        self.found_uv = uv
+        return {"path": uv.path, "version": str(uv.version), "found": uv.how}
+
+    def lock_up_to_date(self):
+        """`uv lock --check --offline`: true, false, or null when it cannot tell."""
+        if not self.project.has_lock() or self.found_uv is None:
+            return None
+        if self.project.lock_conflict() is not None:
+            return False
+        status = quiet_status(self.found_uv.command("lock", "--check", "--offline", "--project",
+                                                    self.root))
+        return {0: True, 1: False}.get(status)
+
+    def environment(self, env):
+        if env.is_ready(hold=False):
+            state = "ready"
+        elif os.path.exists(env.marker):
+            state = "changed"  # by hand, or its interpreter is gone: the next run rebuilds it
+        elif self.home.current():
+            state = "stale"  # built for other files: the next run builds this one
+        else:
+            state = "missing"
+        return {"fingerprint": env.key, "path": env.path, "state": state,
+                "python": marker_field(env.marker, 4) if state == "ready" else None,
+                "extras": env.selection.extras, "groups": env.selection.groups}
+
+    def environments(self):
+        import time
+
+        current = self.home.current()
+        found = []
+        try:
+            entries = sorted(os.listdir(self.home.envs))
+        except OSError:
+            entries = []
+        for key in entries:
+            if key.startswith("."):
+                continue
+            env = Environment(self.home, key, None)
+            if os.path.exists(env.marker):
+                state = "ready"
+            elif os.path.exists(os.path.join(env.path, PARTIAL)):
+                state = "partial"
+            else:
+                state = "incomplete"
+            used = None
+            if state == "ready":
+                used = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(
+                    os.stat(env.marker).st_mtime))
+            found.append({"fingerprint": key, "path": env.path, "state": state,
+                          "current": bool(current and current.key == key),
+                          "in_use": in_use(env.path), "python": marker_field(env.marker, 4),
+                          "last_used": used})
+        return found
+
+    def links(self, env):
+        """Each symlink in the project that leads to this launcher, and whether it runs."""
+        launcher = os.path.realpath(__file__)
+        ready = env.is_ready(hold=False)
+        found = []
+        for directory, dirs, files in os.walk(self.root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                             and d not in ("node_modules", "__pycache__"))
+            for name in sorted(files + [d for d in dirs if os.path.islink(
+                    os.path.join(directory, d))]):
+                path = os.path.join(directory, name)
+                if not os.path.islink(path) or os.path.realpath(path) != launcher:
+                    continue
+                if name in LAUNCHER_NAMES:
+                    continue
+                binary = os.path.exists(os.path.join(env.path, "bin", name)) if ready else None
+                found.append({"name": name, "path": os.path.relpath(path, self.root),
+                              "binary": binary})
+        return found
 
     @staticmethod
     def text(report):
-        lines = ["project:     {}".format(report["project"]),
-                 "appenv:      {}".format(report["appenv_version"]),
-                 "environment: {} ({})".format(report["environment"]["path"],
-                                               report["environment"]["state"])]
+        def yes(value, true="yes", false="no", none="unknown"):
+            return none if value is None else (true if value else false)
+
+        uv, lock, env = report["uv"], report["lock"], report["environment"]
+        lines = [
+            "Project:      {}".format(report["project"]),
+            "appenv:       {} ({})".format(report["appenv"]["version"],
+                                          report["appenv"]["launcher"]),
+            "uv:           " + ("{} {} (found: {})".format(uv["path"], uv["version"], uv["found"])
+                                if uv["path"] else "not found (installed on first use)"),
+            "uv.lock:      " + ("missing" if not lock["present"] else "present, " + yes(
+                lock["up_to_date"], "up to date with pyproject.toml",
+                "outdated: run ./appenv update-lockfile", "up to date: unknown (offline)")),
+            "Environment:  {} ({}{})".format(env["path"], env["state"], ", Python " +
+                                             env["python"] if env["python"] else ""),
+        ]
+        if report["environments"]:
+            lines.append("Environments kept:")
+            for e in report["environments"]:
+                notes = [e["state"]] + (["current"] if e["current"] else []) + (
+                    ["in use"] if e["in_use"] else []) + (
+                    ["last used " + e["last_used"]] if e["last_used"] else [])
+                lines.append("  {}  {}".format(e["fingerprint"], ", ".join(notes)))
+        if report["links"]:
+            lines.append("Links:")
+            for link in report["links"]:
+                lines.append("  {:<20} {}".format(link["path"], yes(
+                    link["binary"], "ok", "no such binary in the environment",
+                    "unknown until the environment is built")))
+        for problem in report["problems"]:
+            lines.append("Problem:      " + problem.replace("\n", "\n              "))
         return "\n".join(lines) + "\n"
+
+
+def marker_field(marker, index):
+    try:
+        with open(marker) as f:
+            return f.read().split("\n")[index] or None
+    except (OSError, IndexError):
+        return None
+
+
+def in_use(env_path):
+    """Whether a running process holds the environment (see `Environment.hold`)."""
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(env_path, READY), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def cli():

@@ -195,6 +195,9 @@ def test_reset_keeps_an_environment_a_process_runs_in(project_factory):
         assert proc.stdout.readline() == "started\n"
         used = project.current()
         assert len(project.environments()) == 2
+        report = json.loads(project.cmd("status", "--json", check=0).stdout)
+        assert {e["fingerprint"]: e["in_use"] for e in report["environments"]} == {
+            key: key == used.name for key in project.environments()}
         result = project.cmd("reset", check=0)
         assert "kept 1 environment in use" in result.stderr and str(used) in result.stderr
         assert project.environments() == [used.name] and project.current() == used
