@@ -1,5 +1,6 @@
 """Production environments: exact, keyed by content, safe under crashes and concurrency."""
 
+import contextlib
 import json
 import os
 import random
@@ -107,15 +108,31 @@ def test_ctrl_c_exits_130_without_traceback(project):
     assert version_of(project.run(["./tool-a"])) == "1.0"
 
 
-def test_a_process_keeps_its_environment_across_an_update(project_factory):
-    extra = "[tool.appenv]\nkeep = 1\n"
-    project = project_factory(dependencies=["tool-e"], links=["tool-e"], extra=extra)
+@contextlib.contextmanager
+def running(project):
+    """./tool-e started and waiting; `finish()` lets it import lib_b, and returns what it said."""
     flag = project.root / "go"
     proc = subprocess.Popen([str(project.root / "tool-e"), "--late-import", str(flag)],
                             cwd=str(project.root), env=project.env, stdout=subprocess.PIPE,
                             text=True)
+
+    def finish():
+        flag.touch()
+        line = proc.stdout.readline()
+        assert proc.wait(timeout=30) == 0
+        return line
+
     try:
         assert proc.stdout.readline() == "started\n"
+        yield finish
+    finally:
+        proc.kill()
+
+
+def test_a_process_keeps_its_environment_across_an_update(project_factory):
+    extra = "[tool.appenv]\nkeep = 1\n"
+    project = project_factory(dependencies=["tool-e"], links=["tool-e"], extra=extra)
+    with running(project) as finish:
         old = project.current()
         project.pyproject(["tool-a==2.0"], extra=extra)  # lib-b 1.0 -> 2.0
         project.lock()
@@ -123,11 +140,7 @@ def test_a_process_keeps_its_environment_across_an_update(project_factory):
         assert version_of(project.run(["./tool-a"])) == "2.0"
         assert project.current() != old
         assert old.exists()  # keep = 1, yet a running process holds it
-        flag.touch()
-        assert proc.stdout.readline() == "late 1.0\n"  # imported lazily, after the update
-        assert proc.wait(timeout=30) == 0
-    finally:
-        proc.kill()
+        assert finish() == "late 1.0\n"  # imported lazily, after the update
     project.pyproject(["tool-a==1.0"], extra=extra)
     project.lock()
     project.run(["./tool-a"], check=0)
@@ -187,12 +200,7 @@ def test_no_sync_prefers_the_environment_of_the_lock_when_it_is_there(project):
 def test_reset_keeps_an_environment_a_process_runs_in(project_factory):
     project = project_factory(dependencies=["tool-e"], links=["tool-e"])
     project.run(["./tool-e"], env={"APPENV_GROUPS": ""}, check=0)  # a second env
-    flag = project.root / "go"
-    proc = subprocess.Popen([str(project.root / "tool-e"), "--late-import", str(flag)],
-                            cwd=str(project.root), env=project.env, stdout=subprocess.PIPE,
-                            text=True)
-    try:
-        assert proc.stdout.readline() == "started\n"
+    with running(project) as finish:
         used = project.current()
         assert len(project.environments()) == 2
         report = json.loads(project.cmd("status", "--json", check=0).stdout)
@@ -201,11 +209,7 @@ def test_reset_keeps_an_environment_a_process_runs_in(project_factory):
         result = project.cmd("reset", check=0)
         assert "kept 1 environment in use" in result.stderr and str(used) in result.stderr
         assert project.environments() == [used.name] and project.current() == used
-        flag.touch()
-        assert proc.stdout.readline() == "late 1.0\n"
-        assert proc.wait(timeout=30) == 0
-    finally:
-        proc.kill()
+        assert finish() == "late 1.0\n"
     assert "kept" not in project.cmd("reset", check=0).stderr
     assert project.environments() == []
     assert not (project.root / ".appenv" / "current").exists()
@@ -222,15 +226,17 @@ def test_a_partial_prepare_leaves_a_ready_environment_alone(project):
     assert version_of(project.run(["./tool-a"])) == "1.0"
 
 
+OPTIONAL = """
+[project.optional-dependencies]
+more = ["lib-d"]
+[dependency-groups]
+tools = ["tool-c"]
+dev = ["tool-e"]
+"""
+
+
 def test_prepare_with_an_extra_builds_what_the_variables_select(project_factory):
-    extra = """
-    [project.optional-dependencies]
-    more = ["lib-d"]
-    [dependency-groups]
-    tools = ["tool-c"]
-    [tool.appenv]
-    groups = ["tools"]
-    """
+    extra = OPTIONAL + '[tool.appenv]\ngroups = ["tools"]\n'
     project = project_factory(extra=extra, links=["tool-a", "tool-c"])
     result = project.cmd("prepare", "--extra", "more", check=0)
     path = result.stdout.strip()
@@ -243,14 +249,7 @@ def test_prepare_with_an_extra_builds_what_the_variables_select(project_factory)
 
 
 def test_extras_and_groups_from_the_environment_select_the_content(project_factory):
-    extra = """
-    [project.optional-dependencies]
-    more = ["lib-d"]
-    [dependency-groups]
-    tools = ["tool-c"]
-    dev = ["tool-e"]
-    """
-    project = project_factory(extra=extra, links=["tool-a", "tool-c"])
+    project = project_factory(extra=OPTIONAL, links=["tool-a", "tool-c"])
     project.run(["./tool-a"], check=0)
     assert project.installed() == {"tool-a": "1.0"}  # no extra, no group, no dev
     assert project.run(["./tool-c"]).returncode == 127
