@@ -1,10 +1,20 @@
 #!/bin/sh
-"exec" "python3" "-I" "-S" "-X" "pycache_prefix=${XDG_CACHE_HOME:-$HOME/.cache}/appenv/bytecode" "-c" "import os, sys; from importlib.machinery import SourceFileLoader; m = type(sys)('appenv'); m.__file__ = os.path.realpath(sys.argv[1]); SourceFileLoader('appenv', m.__file__).exec_module(m); sys.exit(m.main(sys.argv[1:]))" "$0" "$@"
+"exec" "python3" "-I" "-S" "-c" \
+"import marshal, os, sys; "\
+"path = os.path.realpath(sys.argv[1]); source = open(path, 'rb').read(); "\
+"cache = os.path.join(os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'), "\
+"'appenv', 'bytecode', '{}-{}'.format(sys.implementation.cache_tag, len(source))); "\
+"cached = open(cache, 'rb').read() if os.path.isfile(cache) else b''; "\
+"hit = cached[:len(source)] == source; "\
+"code = marshal.loads(cached[len(source):]) if hit else compile(source, path, 'exec'); "\
+"m = type(sys)('appenv'); m.__file__ = path; m.BYTECODE = None if hit else (cache, source, code); "\
+"exec(code, m.__dict__); sys.exit(m.main(sys.argv[1:]))" "$0" "$@"
 
-# The line above is for sh, and a string for Python. It starts Python isolated and without
+# The lines above are for sh, and a string for Python. They start Python isolated and without
 # site-packages (-I -S: a plain start costs 40 ms where site-packages is large, this one 9 ms),
-# and loads this file as a module so that its bytecode is cached in ~/.cache/appenv/bytecode
-# instead of being compiled on every run, as a script's would be. `python3 appenv` works too.
+# and run this file from bytecode cached in ~/.cache/appenv/bytecode, keyed by the file's
+# content rather than its path, so that a fresh clone does not compile it again (10 ms); see
+# `remember_bytecode`. `python3 appenv` works too.
 
 __doc__ = """appenv: run a repository's tools from the environment its uv.lock pins.
 
@@ -38,6 +48,8 @@ FORMAT = "1"  # the layout of environments; part of every fingerprint
 MIN_UV = "0.8.0"  # the oldest uv whose options appenv relies on
 KEEP = 3  # environments kept for switching back and for running processes
 LAUNCHER_NAMES = ("appenv", "appenv.py")
+# Set by the lines at the top when this file's bytecode was not in the cache: (where, source, code)
+BYTECODE = globals().get("BYTECODE")
 READY = "appenv-ready"  # written into an environment last, once it is complete
 PARTIAL = "appenv-partial"  # a `prepare --no-install-*` build, to be completed in place
 
@@ -46,6 +58,8 @@ def main(argv=None, installed=False):
     """Dispatch on the invoked name, like rustup's proxies; return an exit status."""
     argv = list(sys.argv if argv is None else argv)
     name = os.path.basename(argv[0])
+    if BYTECODE:
+        remember_bytecode(*BYTECODE)
     try:
         if installed or name in LAUNCHER_NAMES:
             return Command.dispatch(argv[1:], installed)
@@ -56,6 +70,17 @@ def main(argv=None, installed=False):
     except KeyboardInterrupt:
         say("interrupted")
         return 130
+
+
+def remember_bytecode(path, source, code):
+    """Cache this file's bytecode after its source, which the lines at the top compare."""
+    import marshal
+
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_atomically(path, source + marshal.dumps(code), durable=False)
+    except OSError:
+        pass  # a read-only home: compiled on every run, as a script would be
 
 
 def launcher_root():
@@ -72,11 +97,13 @@ def production_environment(root):
     """The warm path: the environment for the files as they are, if ready; else build it."""
     home = Home(root)
     env = home.environment(Selection.from_environ())
-    if no_sync() and home.current():
-        return home.current()  # seed 002: as it is, even stale; built only when there is none
     if env.is_ready():
         return env
-    return build(Project(root), env.selection)
+    if no_sync():  # seed 002: as it is, even stale or changed by hand; built only if none
+        found = env if os.path.exists(env.marker) else home.current()
+        if found and found.hold():
+            return found
+    return build(Project(root), env)
 
 
 class Home:
@@ -114,7 +141,7 @@ class Environment:
         self.path = os.path.join(home.envs, key)
         self.marker = os.path.join(self.path, READY)
 
-    def is_ready(self):
+    def is_ready(self, hold=True):
         """Complete, its interpreter present, and no package added or removed since."""
         try:
             fd = os.open(self.marker, os.O_RDONLY)
@@ -131,13 +158,30 @@ class Environment:
         except (IndexError, ValueError, OSError):
             os.close(fd)
             return False
+        if not hold:
+            os.close(fd)
+            return True
+        return self.hold(fd)
+
+    def hold(self, fd=None):
+        """Take a shared lock that the binary inherits across exec: garbage collection and
+        `reset` skip any environment a running process holds, whatever `keep` says."""
         import fcntl
 
-        # A shared lock that the binary inherits across exec: garbage collection skips any
-        # environment a running process holds, whatever `keep` says.
+        if fd is None:
+            try:
+                fd = os.open(self.marker, os.O_RDONLY)
+            except OSError:
+                return False
         fcntl.flock(fd, fcntl.LOCK_SH)
-        os.set_inheritable(fd, True)
-        return True
+        try:  # removed while we waited for the lock (`discard_unless_in_use`)?
+            if os.stat(self.marker).st_ino == os.fstat(fd).st_ino:
+                os.set_inheritable(fd, True)
+                return True
+        except OSError:
+            pass
+        os.close(fd)
+        return False
 
     def exec(self, name, args, executable=None):
         """Replace this process with binary NAME from the environment."""
@@ -185,30 +229,37 @@ def digest(data):
 class Selection:
     """What the environment holds beyond the project's dependencies: extras and groups.
 
-    APPENV_EXTRAS and APPENV_GROUPS replace the lists in [tool.appenv]; the options of
-    `prepare` add to them. The interpreter request in UV_PYTHON counts too.
+    APPENV_EXTRAS and APPENV_GROUPS replace the lists in [tool.appenv] (None: not set, the
+    configured lists apply). The interpreter request in UV_PYTHON counts too.
     """
 
-    def __init__(self, extras=None, groups=None, add_extras=(), add_groups=()):
-        self.extras, self.groups = extras, groups
-        self.add_extras, self.add_groups = sorted(set(add_extras)), sorted(set(add_groups))
+    def __init__(self, extras=None, groups=None):
+        self.extras = None if extras is None else sorted(set(extras))
+        self.groups = None if groups is None else sorted(set(groups))
 
     @classmethod
-    def from_environ(cls, add_extras=(), add_groups=()):
-        return cls(names(os.environ.get("APPENV_EXTRAS")),
-                   names(os.environ.get("APPENV_GROUPS")), add_extras, add_groups)
+    def from_environ(cls):
+        return cls(names(os.environ.get("APPENV_EXTRAS")), names(os.environ.get("APPENV_GROUPS")))
 
     def encode(self):
-        fields = [self.extras, self.groups, self.add_extras, self.add_groups]
-        text = ";".join("-" if f is None else ",".join(f) for f in fields)
+        text = ";".join("-" if f is None else ",".join(f) for f in (self.extras, self.groups))
         return (text + ";" + os.environ.get("UV_PYTHON", "")).encode()
 
     def resolve(self, config):
         """The extras and groups to sync, given [tool.appenv]."""
-        extras = config.extras if self.extras is None else self.extras
-        groups = config.groups if self.groups is None else self.groups
-        return (sorted(set(extras) | set(self.add_extras)),
-                sorted(set(groups) | set(self.add_groups)))
+        return (config.extras if self.extras is None else self.extras,
+                config.groups if self.groups is None else self.groups)
+
+    def adding(self, config, extras, groups):
+        """This selection with more extras and groups, as the variables would say it."""
+        current_extras, current_groups = self.resolve(config)
+        return Selection(set(current_extras) | set(extras), set(current_groups) | set(groups))
+
+    def variables(self):
+        """The APPENV_EXTRAS and APPENV_GROUPS that select this, for a message."""
+        return " ".join("{}={}".format(name, ",".join(value)) for name, value in
+                        (("APPENV_EXTRAS", self.extras), ("APPENV_GROUPS", self.groups))
+                        if value is not None)
 
 
 def names(value):
@@ -280,8 +331,46 @@ class Project:
         if lock and not os.path.isfile(self.lock_path):
             raise Problem(66, "No uv.lock found. Run: {} update-lockfile".format(launcher_command()))
         self.pyproject()
-        if lock:
+        if lock:  # conflict markers here; uv reports any other fault of uv.lock (`diagnose`)
+            with open(self.lock_path, "rb") as f:
+                if our_side(f.read()) is not None:
+                    read_toml(self.lock_path)
+
+    def diagnose(self):
+        """After uv failed: exit 65 with the file and line if uv.lock is not valid TOML."""
+        if self.has_lock():
             self.lock()
+
+    def has_lock(self):
+        return os.path.isfile(self.lock_path)
+
+    def lock_conflict(self):
+        """uv.lock's bytes when they have git conflict markers, else None."""
+        try:
+            with open(self.lock_path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        return data if our_side(data) is not None else None
+
+    def take_our_side_of_lock(self, conflicted):
+        """Replace a conflicted uv.lock with our side, so that `uv lock` prefers its versions.
+
+        Returns its packages, for the summary. When our side is not a valid lock either,
+        uv.lock is removed and uv resolves afresh.
+        """
+        ours = our_side(conflicted)
+        try:
+            packages = LockDiff.packages(libraries().toml.loads(ours.decode("utf-8")))
+        except (ValueError, UnicodeDecodeError):
+            say("uv.lock has merge conflict markers and our side is not a valid lock; "
+                "locking afresh from pyproject.toml")
+            os.remove(self.lock_path)
+            return {}
+        say("uv.lock has merge conflict markers; locking again from pyproject.toml, keeping "
+            "the versions of our side (HEAD) where it allows")
+        write_atomically(self.lock_path, ours)
+        return packages
 
     def pyproject(self):
         return read_toml(self.pyproject_path)
@@ -304,10 +393,7 @@ def read_toml(path):
             data = f.read()
     except OSError as e:
         raise Problem(66, "cannot read {}: {}".format(path, e.strerror))
-    lines = data.splitlines()
-    if any(line.startswith(b"<<<<<<< ") for line in lines) and any(
-        line.startswith(b">>>>>>> ") for line in lines
-    ):
+    if our_side(data) is not None:
         raise Problem(65, (
             "{} has git merge conflict markers. Resolve the conflict in pyproject.toml first, "
             "then run {} update-lockfile to regenerate a clean uv.lock, then commit uv.lock."
@@ -319,6 +405,29 @@ def read_toml(path):
         raise Problem(65, "{} is not valid TOML: not UTF-8 ({})".format(path, e.reason))
     except toml.TOMLDecodeError as e:
         raise Problem(65, "{} is not valid TOML: {}".format(path, e))
+
+
+def our_side(data):
+    """A file with git conflict markers as it reads on our side (HEAD); None without markers.
+
+    Lines outside the conflicts are kept; in each conflict, the lines between `<<<<<<<` and
+    `|||||||` or `=======` (diff3 style has the base between the last two).
+    """
+    lines = data.splitlines(keepends=True)
+    if not any(line.startswith(b"<<<<<<<") for line in lines):
+        return None
+    kept, side = [], None
+    for line in lines:
+        marker = line[:7]
+        if marker == b"<<<<<<<":
+            side = "ours"
+        elif marker in (b"|||||||", b"=======") and side:
+            side = "other"
+        elif marker == b">>>>>>>" and side:
+            side = None
+        elif side != "other":
+            kept.append(line)
+    return None if side else b"".join(kept)
 
 
 class Config:
@@ -439,7 +548,7 @@ def install_libraries(target):
         command = pip_install(staging, requirements)
     try:
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        status = call(command, cwd=os.path.dirname(target))
+        status = call(command)
         if status == 0 and not os.path.isdir(target):
             os.rename(staging, target)
     except OSError as e:
@@ -470,14 +579,60 @@ def cache_dir():
     return os.path.join(base, "appenv")
 
 
-def call(command, cwd=None, env=None, stdout=None, pass_fds=()):
-    """Run a command with its output live on stderr (stdout belongs to the binary)."""
-    import subprocess
-
+def call(command, env=None, pass_fds=()):
+    """Run a command and wait; its output goes live to stderr (stdout belongs to the binary)."""
     if os.environ.get("APPENV_VERBOSE"):
         say("running " + " ".join(command))
-    return subprocess.call(command, cwd=cwd, env=env, pass_fds=pass_fds,
-                           stdout=sys.stderr.fileno() if stdout is None else stdout)
+    return wait(spawn(command, [(os.POSIX_SPAWN_DUP2, 2, 1)], env, pass_fds))
+
+
+def output(command):
+    """A command's stdout, or None when it cannot run or fails; its stderr is dropped."""
+    read, write = os.pipe()
+    try:
+        pid = spawn(command, [(os.POSIX_SPAWN_DUP2, write, 1),
+                              (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)])
+    except OSError:
+        return None
+    finally:
+        os.close(write)
+    with open(read, "rb") as pipe:
+        data = pipe.read()
+    return data if wait(pid) == 0 else None
+
+
+def spawn(command, actions, env=None, pass_fds=()):
+    """Start a command with os.posix_spawn: importing subprocess alone would cost 17 ms."""
+    for fd in pass_fds:
+        os.set_inheritable(fd, True)
+    try:
+        return os.posix_spawn(command[0], command, os.environ if env is None else env,
+                              file_actions=actions)
+    finally:
+        for fd in pass_fds:
+            os.set_inheritable(fd, False)
+
+
+def quiet_status(command):
+    """A command's exit status, its output dropped (None when it cannot run)."""
+    actions = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0) for fd in (1, 2)]
+    try:
+        return wait(spawn(command, actions))
+    except OSError:
+        return None
+
+
+def wait(pid):
+    """The exit status of a child (negative: the signal that killed it), as subprocess has it."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except BaseException:  # Ctrl-C: do not leave the child running behind our back
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        raise
+    if os.WIFSIGNALED(status):
+        return -os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
 
 
 # --- uv --------------------------------------------------------------------------------------
@@ -492,16 +647,9 @@ class Uv:
     @staticmethod
     def any():
         """Any uv at hand that runs, of whatever version: enough to install libraries with."""
-        import subprocess
-
         for candidate in [os.environ.get("APPENV_UV"), which("uv")] + Uv.cached():
-            try:
-                if candidate and subprocess.run(
-                        [candidate, "pip", "--help"], stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL, timeout=30).returncode == 0:
-                    return candidate
-            except (OSError, subprocess.SubprocessError):
-                pass
+            if candidate and output([candidate, "pip", "--help"]) is not None:
+                return candidate
         return None
 
     @staticmethod
@@ -515,7 +663,7 @@ class Uv:
         return [p for p in paths if os.access(p, os.X_OK)]
 
     @classmethod
-    def find(cls, required=None):
+    def find(cls, required=None, install=True):
         """APPENV_UV; uv on PATH; the copy appenv installed before; else install one."""
         libs = libraries()
         wanted = libs.SpecifierSet(">=" + MIN_UV)
@@ -550,6 +698,8 @@ class Uv:
             found = cls.usable(path, wanted, "appenv's cache", tried, version)
             if found:
                 return found
+        if not install:
+            return None
         installed = cls.install(wanted, tried)
         if installed:
             return installed
@@ -572,13 +722,10 @@ class Uv:
 
     @staticmethod
     def version_of(path):
-        import subprocess
-
+        out = output([path, "--version"])  # "uv 0.13.9 (abc123 2026-01-01)"
         try:
-            out = subprocess.run([path, "--version"], stdout=subprocess.PIPE,
-                                 stderr=subprocess.DEVNULL, timeout=30).stdout
             return libraries().Version(out.decode().split()[1])
-        except (OSError, IndexError, ValueError, subprocess.SubprocessError):
+        except (AttributeError, IndexError, ValueError):
             return None
 
     @classmethod
@@ -613,9 +760,9 @@ class Uv:
     def command(self, *args):
         return [self.path] + list(args)
 
-    def run(self, args, root, env=None, step=None, pass_fds=()):
+    def run(self, args, env=None, step=None, pass_fds=()):
         """Run uv with output live on stderr; a failure is uv's status plus which step failed."""
-        status = call(self.command(*args), cwd=root, env=env, pass_fds=pass_fds)
+        status = call(self.command(*args), env=env, pass_fds=pass_fds)
         if status != 0 and step:
             if status < 0:
                 status = 128 - status
@@ -633,12 +780,101 @@ class Uv:
 # --- Building environments -------------------------------------------------------------------
 
 
-def build(project, selection, partial=()):
-    """Make the environment for the project's files ready: find it, or build it in place."""
-    project.check()
-    config = project.config()
-    with Builder(Home(project.root)) as builder:
-        return builder.ensure(project, config, selection, partial)
+def build(project, env, partial=()):
+    """Make environment ENV ready: wait for another appenv building it, or build it in place."""
+    plan = Plan.of(project, env)
+    with Builder(env.home) as builder:
+        return builder.ensure(project, env, plan, partial)
+
+
+class Plan:
+    """How to build an environment: the uv to run, the `uv sync` options, how many to keep.
+
+    Working it out parses pyproject.toml, imports packaging and asks uv for its version: some
+    70 ms, as long as the build itself. It depends only on the fingerprinted files and on which
+    uv is at hand, so it is remembered in appenv's cache under the fingerprint: a fresh clone
+    of a project built before on this machine (a CI runner, a deploy, a worktree) goes
+    straight to `uv sync`.
+    """
+
+    def __init__(self, key, uv, options, keep):
+        self.key, self.uv, self.options, self.keep = key, uv, options, keep
+
+    @classmethod
+    def of(cls, project, env):
+        return cls.recall(env.key) or cls.work_out(project, env)
+
+    @classmethod
+    def work_out(cls, project, env):
+        project.check()
+        config = project.config()
+        uv = Uv.find(config.required_uv)
+        plan = cls(env.key, uv, config.sync_options(env.selection), config.keep)
+        plan.remember()
+        return plan
+
+    @staticmethod
+    def path(key):
+        return os.path.join(cache_dir(), "plans", key)
+
+    @staticmethod
+    def situation(uv_path):
+        """What decides which uv `Uv.find` picks, and the picked uv's own file."""
+        explicit = os.environ.get("APPENV_UV", "")
+        on_path = which("uv") or ""
+        return [launcher_digest(), explicit, on_path, file_identity(explicit or on_path),
+                uv_path, file_identity(uv_path)]
+
+    @classmethod
+    def recall(cls, key):
+        try:
+            with open(cls.path(key), "rb") as f:
+                fields = f.read().decode("utf-8").split("\0")
+            situation, (version, how, keep), options = fields[:6], fields[6:9], fields[9:]
+            keep = int(keep)
+        except (OSError, ValueError):
+            return None
+        if situation != cls.situation(situation[4]):
+            return None
+        return cls(key, Uv(situation[4], version, how), options, keep)
+
+    def remember(self):
+        fields = self.situation(self.uv.path) + [str(self.uv.version), self.uv.how,
+                                                 str(self.keep)] + self.options
+        try:
+            os.makedirs(os.path.dirname(self.path(self.key)), exist_ok=True)
+            write_atomically(self.path(self.key), "\0".join(fields), durable=False)
+            prune(os.path.dirname(self.path(self.key)), 200)
+        except OSError:
+            pass  # a cache: the next build works the plan out again
+
+
+def launcher_digest():
+    with open(__file__, "rb") as f:
+        return digest(f.read())
+
+
+def file_identity(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return "{}:{}:{}".format(st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def prune(directory, keep):
+    """Remove all but the `keep` newest files of a cache directory."""
+    entries = []
+    for entry in os.listdir(directory):
+        try:
+            entries.append((os.stat(os.path.join(directory, entry)).st_mtime_ns, entry))
+        except OSError:
+            pass
+    for _mtime, entry in sorted(entries, reverse=True)[keep:]:
+        try:
+            os.remove(os.path.join(directory, entry))
+        except OSError:
+            pass
 
 
 class Builder:
@@ -655,7 +891,8 @@ class Builder:
             os.makedirs(self.home.envs, exist_ok=True)
             ignore = os.path.join(self.home.path, ".gitignore")
             if not os.path.exists(ignore):
-                write_atomically(ignore, "# appenv's environments; never committed\n*\n")
+                write_atomically(ignore, "# appenv's environments; never committed\n*\n",
+                                 durable=False)
             self.fd = os.open(os.path.join(self.home.path, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise Problem(73, (
@@ -673,19 +910,20 @@ class Builder:
     def __exit__(self, *exc):
         os.close(self.fd)
 
-    def ensure(self, project, config, selection, partial):
-        uv = None
+    def ensure(self, project, env, plan, partial):
         for _attempt in range(3):
-            env = self.home.environment(selection)
-            if not partial and env.is_ready():  # built by the appenv we waited for
+            if env.is_ready():  # built by the appenv we waited for; enough for partial too
                 self.point_current(env)
                 return env
+            if plan.key != env.key:
+                plan = Plan.of(project, env)
             if not os.path.exists(os.path.join(env.path, PARTIAL)):
                 discard(env.path)  # a crashed or hand-broken build: never used, built again
-            uv = uv or Uv.find(config.required_uv)
-            self.sync(env, project, config, uv, partial)
-            if self.home.environment(selection).key != env.key:
+            self.sync(env, project, plan, partial)
+            latest = self.home.environment(env.selection)
+            if latest.key != env.key:
                 say("uv.lock or pyproject.toml changed during the build; building again")
+                env = latest
                 continue
             if partial:
                 touch(os.path.join(env.path, PARTIAL))
@@ -695,18 +933,21 @@ class Builder:
                 raise Problem(70, "the environment {} changed while appenv marked it ready"
                               .format(env.path))
             self.point_current(env)
-            self.collect_garbage(config.keep, env)
+            self.collect_garbage(plan.keep, env)
             return env
         raise Problem(75, "uv.lock keeps changing while appenv builds; try again")
 
-    def sync(self, env, project, config, uv, partial):
+    def sync(self, env, project, plan, partial):
         environ = dict(os.environ, UV_PROJECT_ENVIRONMENT=env.path)
         environ.pop("VIRTUAL_ENV", None)  # the project environment is ours; spare uv's warning
-        args = ["sync", "--project", project.root] + config.sync_options(env.selection)
-        args += list(partial)
+        args = ["sync", "--project", project.root] + plan.options + list(partial)
         # The lock travels with uv: if appenv is killed, a new build waits for uv to end.
-        uv.run(args, project.root, env=environ, pass_fds=(self.fd,),
-               step="building the environment {}".format(env.path))
+        try:
+            plan.uv.run(args, env=environ, pass_fds=(self.fd,),
+                        step="building the environment {}".format(env.path))
+        except Problem:
+            project.diagnose()  # uv.lock not valid TOML: exit 65 with the file and line
+            raise
 
     def mark_ready(self, env):
         """Record what `is_ready` compares against, then make it visible in one rename."""
@@ -751,8 +992,6 @@ class Builder:
 
     def collect_garbage(self, keep, current):
         """Keep the `keep` most recently used; never current, never one a process runs in."""
-        import fcntl
-
         ready, other = [], []
         for entry in os.listdir(self.home.envs):
             path = os.path.join(self.home.envs, entry)
@@ -765,17 +1004,7 @@ class Builder:
                 other.append(path)  # crashed builds and trash
         ready.sort(reverse=True)
         for _mtime, path in ready[keep - 1:]:
-            try:
-                fd = os.open(os.path.join(path, READY), os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a running process holds it
-            finally:
-                os.close(fd)
-            other.append(path)
+            discard_unless_in_use(path)
         for path in other:
             discard(path)
 
@@ -787,6 +1016,25 @@ def site_packages(env_path):
         if os.path.isdir(candidate):
             return candidate
     raise Problem(70, "uv built {} without a site-packages directory".format(env_path))
+
+
+def discard_unless_in_use(path):
+    """Remove a ready environment unless a running process holds it; True when removed."""
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(path, READY), os.O_RDONLY)
+    except OSError:
+        discard(path)
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        discard(path)  # holding the lock: a run that waits for it then sees the marker gone
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def discard(path):
@@ -809,9 +1057,12 @@ def remove_tree(path):
 
 
 def which(name):
-    import shutil
-
-    return shutil.which(name)
+    """The executable NAME on PATH, as the shell finds it (shutil costs an import)."""
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(directory or ".", name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
 
 
 def touch(path):
@@ -819,13 +1070,15 @@ def touch(path):
         os.utime(path, None)
 
 
-def write_atomically(path, data, mode=None):
-    """Write text (as UTF-8) or bytes to a file in one rename; MODE sets its permissions."""
+def write_atomically(path, data, durable=True, mode=None):
+    """Write text (as UTF-8) or bytes to a file whole or not at all; durable: on disk before
+    it appears; MODE sets its permissions."""
     temporary = path + ".tmp-{}".format(os.getpid())
     with open(temporary, "wb") as f:
         f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     if mode is not None:
         os.chmod(temporary, mode)
     os.replace(temporary, path)
@@ -868,6 +1121,9 @@ class LockDiff:
         found = {}
         for package in lock.get("package", []):
             name, version = package.get("name"), package.get("version")
+            source = package.get("source", {})
+            if "virtual" in source or "editable" in source:
+                continue  # the project and its workspace members: not pinned by the lock
             if name:
                 found.setdefault(name, set()).add(version or "(no version)")
         return found
@@ -912,6 +1168,10 @@ class LockDiff:
             else:
                 lines.append("  {:<10} {} {}".format(kind, name, old or new))
         return "\n".join(lines)
+
+
+def plural(count, word):
+    return "{} {}{}".format(count, word, "" if count == 1 else "s")
 
 
 def versions_text(versions):
@@ -1126,7 +1386,7 @@ class Journal:
 
     def write(self, path, data, mode=None):
         self.save(path)
-        write_atomically(path, data, mode)
+        write_atomically(path, data, mode=mode)
 
     def symlink(self, target, path):
         self.save(path)
@@ -1138,7 +1398,7 @@ class Journal:
                 if os.path.lexists(path):
                     os.remove(path)
                 if before[0] == "file":
-                    write_atomically(path, before[1], before[2])
+                    write_atomically(path, before[1], mode=before[2])
                 elif before[0] == "link":
                     os.symlink(before[1], path)
             except OSError as e:
@@ -1638,6 +1898,7 @@ Commands:
   python           Run the production environment's Python
   status           Show the project, uv, the lock and the environments
   reset            Remove appenv's environments
+  self-update      Write this appenv over a project's launcher
   help             Display documentation for a command
 
 Options:
@@ -1761,13 +2022,38 @@ ARGS in the current directory.
 Show the project, uv, the lock and the environments
 
 Usage: ./appenv status [--json]
+
+Shows the project root, appenv's version, the uv appenv uses and how it was found, whether
+uv.lock is present and up to date with pyproject.toml (`uv lock --check --offline`), the
+production environment (ready, changed, stale or missing, and its Python), the environments
+kept, and each symlink in the project with whether its binary exists. Installs nothing and
+builds nothing.
+
+Options:
+      --json  Print the same as JSON (fields: docs/commands.md)
+""",
+    "self-update": """\
+Write this appenv over a project's launcher
+
+Usage: appenv self-update [OPTIONS] [PATH]
+
+Replaces PATH/appenv (PATH: a project directory or the launcher file; default: the project)
+with the appenv that runs this command, in one atomic rename, keeping it executable. Symlinks
+keep working; environments are kept. Typical use: a newer appenv.py updates a project's copy:
+
+  python3 ~/src/appenv/appenv.py self-update /srv/app
+
+Options:
+      --check  Only compare; exit 1 when the launcher differs from this appenv
 """,
     "reset": """\
 Remove appenv's environments
 
 Usage: ./appenv reset
 
-Removes every environment appenv built for this project. Never touches uv.lock or .venv.
+Removes every environment appenv built for this project, except those a running process still
+uses (it names them; run reset again once they have ended). Never touches uv.lock or .venv.
+The next run builds the environment again.
 """,
 }
 HELP["help"] = "Display documentation for a command\n\nUsage: ./appenv help [COMMAND]\n"
@@ -1916,8 +2202,14 @@ class Command:
                     add_groups += list(data.get("dependency-groups", {}))
             else:
                 raise usage_error("unexpected argument {!r}".format(option), "prepare")
-        selection = Selection.from_environ(add_extras, add_groups)
-        env = build(project, selection, partial)
+        selection = Selection.from_environ()
+        if add_extras or add_groups:
+            project.check()
+            selection = selection.adding(project.config(), add_extras, add_groups)
+        env = build(project, Home(self.root).environment(selection), partial)
+        if add_extras or add_groups:
+            say("symlinks and `python` run in this environment with {}".format(
+                selection.variables()))
         sys.stdout.write(env.path + "\n")
         return 0
 
@@ -1931,8 +2223,22 @@ class Command:
         uv = Uv.find(config.required_uv)
         checking = "--check" in args or "--locked" in args
         dry_run = "--dry-run" in args
-        before = LockDiff.packages(project.lock()) if os.path.exists(project.lock_path) else {}
-        status = uv.run(["lock", "--project", self.root] + list(args), self.root)
+        conflicted = project.lock_conflict()
+        if conflicted is not None:
+            if checking or dry_run:
+                raise Problem(1 if checking else 65, (
+                    "uv.lock has git merge conflict markers. Resolve pyproject.toml, then run "
+                    "{} update-lockfile (without {}), then commit uv.lock."
+                ).format(launcher_command(), "--check" if checking else "--dry-run"))
+            before = project.take_our_side_of_lock(conflicted)
+        else:
+            before = LockDiff.packages(project.lock()) if project.has_lock() else {}
+        status = None
+        try:
+            status = uv.run(["lock", "--project", self.root] + list(args))
+        finally:
+            if conflicted is not None and status != 0:
+                write_atomically(project.lock_path, conflicted)  # as it was: nothing lost
         if status != 0:
             if checking and status == 1:
                 raise Problem(1, "uv.lock is out of date with pyproject.toml. Run: {} "
@@ -1951,7 +2257,7 @@ class Command:
     def do_run(self, args):
         uv = Uv.find(self.required_uv())
         if "--locked" in leading_options(args):
-            status = uv.run(["lock", "--check", "--project", self.root], self.root)
+            status = uv.run(["lock", "--check", "--project", self.root])
             if status == 1:
                 raise Problem(1, "uv.lock is out of date with pyproject.toml and --locked was "
                                  "given. Run: {} update-lockfile".format(launcher_command()))
@@ -1973,14 +2279,58 @@ class Command:
         if not os.path.isdir(home.path):
             say("no environments in {}".format(home.path))
             return 0
+        kept = []
         with Builder(home):
-            for entry in os.listdir(home.envs):
-                discard(os.path.join(home.envs, entry))
-            try:
-                os.remove(os.path.join(home.path, "current"))
-            except FileNotFoundError:
-                pass
+            for entry in sorted(os.listdir(home.envs)):
+                if not discard_unless_in_use(os.path.join(home.envs, entry)):
+                    kept.append(entry)
+            current = home.current()
+            if not current or current.key not in kept:
+                try:
+                    os.remove(os.path.join(home.path, "current"))
+                except FileNotFoundError:
+                    pass
+        if kept:
+            say("kept {} in use by running processes; run reset again when they have ended:\n  {}"
+                .format(plural(len(kept), "environment"),
+                        "\n  ".join(os.path.join(home.envs, k) for k in kept)))
         say("removed the environments in {}".format(home.path))
+        return 0
+
+    def do_self_update(self, args):
+        check, target = False, None
+        for arg in args:
+            if arg == "--check":
+                check = True
+            elif arg.startswith("-") or target:
+                raise usage_error("unexpected argument {!r}".format(arg), "self-update")
+            else:
+                target = arg
+        target = os.path.abspath(target or self.root)
+        if os.path.isdir(target):
+            target = os.path.join(target, "appenv")
+        target = os.path.realpath(target)
+        with open(os.path.realpath(__file__), "rb") as f:
+            mine = f.read()
+        try:
+            with open(target, "rb") as f:
+                theirs = f.read()
+        except OSError as e:
+            raise Problem(66, "cannot read {}: {}. To start a project there, run: {} init"
+                          .format(target, e.strerror, launcher_command()))
+        if theirs == mine:
+            say("{} is up to date (appenv {})".format(target, __version__))
+            return 0
+        if check:
+            raise Problem(1, "{} (appenv {}) differs from this appenv {}. Run: appenv "
+                             "self-update {}".format(target, launcher_version(theirs),
+                                                     __version__, os.path.dirname(target)))
+        try:  # whole or not at all: a launch that starts meanwhile reads one or the other
+            write_atomically(target, mine, mode=0o755)
+        except OSError as e:
+            raise Problem(73, "cannot write {}: {}".format(target, e.strerror))
+        say("updated {} from appenv {} to {}".format(target, launcher_version(theirs),
+                                                     __version__))
         return 0
 
     def do_status(self, args):
@@ -1998,6 +2348,20 @@ class Command:
         else:
             sys.stdout.write(Status.text(report))
         return 0
+
+
+def launcher_version(source):
+    """The __version__ a launcher's source assigns, or "unknown"."""
+    import ast
+
+    try:
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.Assign) and any(
+                    getattr(t, "id", None) == "__version__" for t in node.targets):
+                return ast.literal_eval(node.value)
+    except (SyntaxError, ValueError):
+        pass
+    return "unknown"
 
 
 def leading_options(args):
@@ -2044,31 +2408,179 @@ def usage_error(message, command=None):
 
 
 class Status:
-    """What `status` reports, as data first (for --json), then as text."""
+    """What `status` reports: data first (the --json output), then the same as text."""
 
     def __init__(self, root):
         self.root = root
+        self.project, self.home = Project(root), Home(root)
+        self.problems = []
+        self.found_uv = None
 
     def collect(self):
-        project = Project(self.root)
-        home = Home(self.root)
-        report = {"project": self.root, "appenv_version": __version__,
-                  "pyproject": os.path.exists(project.pyproject_path),
-                  "lock": {"present": os.path.exists(project.lock_path)}}
-        env = home.environment(Selection.from_environ())
-        report["environment"] = {
-            "fingerprint": env.key, "path": env.path,
-            "state": "ready" if os.path.exists(env.marker) else "missing",
+        env = self.home.environment(Selection.from_environ())
+        return {
+            "project": self.root,
+            "appenv": {"version": __version__, "launcher": os.path.realpath(__file__)},
+            "pyproject": os.path.isfile(self.project.pyproject_path),
+            "uv": self.uv(),
+            "lock": {"present": self.project.has_lock(), "up_to_date": self.lock_up_to_date()},
+            "environment": self.environment(env),
+            "environments": self.environments(),
+            "links": self.links(env),
+            "problems": self.problems,
         }
-        return report
+
+    def config(self):
+        try:
+            self.project.check(lock=False)
+            return self.project.config()
+        except Problem as problem:
+            self.problems.append(problem.message)
+            return None
+
+    def uv(self):
+        config = self.config()
+        try:
+            uv = Uv.find(config.required_uv if config else None, install=False)
+        except Problem as problem:
+            self.problems.append(problem.message)
+            uv = None
+        if uv is None:
+            return {"path": None, "version": None, "found": None}
+        self.found_uv = uv
+        return {"path": uv.path, "version": str(uv.version), "found": uv.how}
+
+    def lock_up_to_date(self):
+        """`uv lock --check --offline`: true, false, or null when it cannot tell."""
+        if not self.project.has_lock() or self.found_uv is None:
+            return None
+        if self.project.lock_conflict() is not None:
+            return False
+        status = quiet_status(self.found_uv.command("lock", "--check", "--offline", "--project",
+                                                    self.root))
+        return {0: True, 1: False}.get(status)
+
+    def environment(self, env):
+        if env.is_ready(hold=False):
+            state = "ready"
+        elif os.path.exists(env.marker):
+            state = "changed"  # by hand, or its interpreter is gone: the next run rebuilds it
+        elif self.home.current():
+            state = "stale"  # built for other files: the next run builds this one
+        else:
+            state = "missing"
+        return {"fingerprint": env.key, "path": env.path, "state": state,
+                "python": marker_field(env.marker, 4) if state == "ready" else None,
+                "extras": env.selection.extras, "groups": env.selection.groups}
+
+    def environments(self):
+        import time
+
+        current = self.home.current()
+        found = []
+        try:
+            entries = sorted(os.listdir(self.home.envs))
+        except OSError:
+            entries = []
+        for key in entries:
+            if key.startswith("."):
+                continue
+            env = Environment(self.home, key, None)
+            if os.path.exists(env.marker):
+                state = "ready"
+            elif os.path.exists(os.path.join(env.path, PARTIAL)):
+                state = "partial"
+            else:
+                state = "incomplete"
+            used = None
+            if state == "ready":
+                used = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(
+                    os.stat(env.marker).st_mtime))
+            found.append({"fingerprint": key, "path": env.path, "state": state,
+                          "current": bool(current and current.key == key),
+                          "in_use": in_use(env.path), "python": marker_field(env.marker, 4),
+                          "last_used": used})
+        return found
+
+    def links(self, env):
+        """Each symlink in the project that leads to this launcher, and whether it runs."""
+        launcher = os.path.realpath(__file__)
+        ready = env.is_ready(hold=False)
+        found = []
+        for directory, dirs, files in os.walk(self.root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                             and d not in ("node_modules", "__pycache__"))
+            for name in sorted(files + [d for d in dirs if os.path.islink(
+                    os.path.join(directory, d))]):
+                path = os.path.join(directory, name)
+                if not os.path.islink(path) or os.path.realpath(path) != launcher:
+                    continue
+                if name in LAUNCHER_NAMES:
+                    continue
+                binary = os.path.exists(os.path.join(env.path, "bin", name)) if ready else None
+                found.append({"name": name, "path": os.path.relpath(path, self.root),
+                              "binary": binary})
+        return found
 
     @staticmethod
     def text(report):
-        lines = ["project:     {}".format(report["project"]),
-                 "appenv:      {}".format(report["appenv_version"]),
-                 "environment: {} ({})".format(report["environment"]["path"],
-                                               report["environment"]["state"])]
+        def yes(value, true="yes", false="no", none="unknown"):
+            return none if value is None else (true if value else false)
+
+        uv, lock, env = report["uv"], report["lock"], report["environment"]
+        lines = [
+            "Project:      {}".format(report["project"]),
+            "appenv:       {} ({})".format(report["appenv"]["version"],
+                                          report["appenv"]["launcher"]),
+            "uv:           " + ("{} {} (found: {})".format(uv["path"], uv["version"], uv["found"])
+                                if uv["path"] else "not found (installed on first use)"),
+            "uv.lock:      " + ("missing" if not lock["present"] else "present, " + yes(
+                lock["up_to_date"], "up to date with pyproject.toml",
+                "outdated: run ./appenv update-lockfile", "up to date: unknown (offline)")),
+            "Environment:  {} ({}{})".format(env["path"], env["state"], ", Python " +
+                                             env["python"] if env["python"] else ""),
+        ]
+        if report["environments"]:
+            lines.append("Environments kept:")
+            for e in report["environments"]:
+                notes = [e["state"]] + (["current"] if e["current"] else []) + (
+                    ["in use"] if e["in_use"] else []) + (
+                    ["last used " + e["last_used"]] if e["last_used"] else [])
+                lines.append("  {}  {}".format(e["fingerprint"], ", ".join(notes)))
+        if report["links"]:
+            lines.append("Links:")
+            for link in report["links"]:
+                lines.append("  {:<20} {}".format(link["path"], yes(
+                    link["binary"], "ok", "no such binary in the environment",
+                    "unknown until the environment is built")))
+        for problem in report["problems"]:
+            lines.append("Problem:      " + problem.replace("\n", "\n              "))
         return "\n".join(lines) + "\n"
+
+
+def marker_field(marker, index):
+    try:
+        with open(marker) as f:
+            return f.read().split("\n")[index] or None
+    except (OSError, IndexError):
+        return None
+
+
+def in_use(env_path):
+    """Whether a running process holds the environment (see `Environment.hold`)."""
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(env_path, READY), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def cli():

@@ -50,6 +50,8 @@ def test_launcher_on_each_cpython(project_factory, tmp_path, python):
     # its own libraries went to its own cache, not to the project's environment
     assert list((tmp_path / "cache" / "appenv" / "lib").iterdir())
     assert "packaging" not in project.installed()
+    report = json.loads(project.cmd("status", "--json", env=env, check=0).stdout)
+    assert report["lock"]["up_to_date"] and report["environment"]["state"] == "ready"
     project.pyproject(["tool-a==2.0"])
     assert "upgraded   tool-a 1.0 -> 2.0" in project.cmd("update-lockfile", env=env,
                                                          check=0).stderr

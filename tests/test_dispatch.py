@@ -144,3 +144,21 @@ def test_the_example_launcher_is_a_copy_of_appenv_py():
     with open(example, "rb") as a, open(LAUNCHER, "rb") as b:
         assert a.read() == b.read(), "run: cp appenv.py example/appenv"
     assert os.access(example, os.X_OK)
+
+
+def test_the_launcher_is_compiled_once_per_content_not_per_path(project_factory, tmp_path):
+    """A fresh clone at a new path finds the launcher's bytecode cached by its content."""
+    cache = tmp_path / "cache"
+    env = {"XDG_CACHE_HOME": str(cache)}
+    first = project_factory("first")
+    assert report(first.run(["./tool-a"], env=env))["tool"] == "tool-a"
+    (compiled,) = (cache / "appenv" / "bytecode").iterdir()
+    stamp = compiled.stat().st_mtime_ns
+    second = project_factory("second clone")
+    assert report(second.run(["./tool-a"], env=env))["basedir"] == str(second.root)
+    assert list((cache / "appenv" / "bytecode").iterdir()) == [compiled]
+    assert compiled.stat().st_mtime_ns == stamp  # read, not written again
+    with open(second.appenv, "a") as f:
+        f.write("# an edited launcher\n")
+    assert report(second.run(["./tool-a"], env=env))["tool"] == "tool-a"
+    assert len(list((cache / "appenv" / "bytecode").iterdir())) == 2

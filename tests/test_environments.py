@@ -1,5 +1,6 @@
 """Production environments: exact, keyed by content, safe under crashes and concurrency."""
 
+import contextlib
 import json
 import os
 import random
@@ -107,15 +108,31 @@ def test_ctrl_c_exits_130_without_traceback(project):
     assert version_of(project.run(["./tool-a"])) == "1.0"
 
 
-def test_a_process_keeps_its_environment_across_an_update(project_factory):
-    extra = "[tool.appenv]\nkeep = 1\n"
-    project = project_factory(dependencies=["tool-e"], links=["tool-e"], extra=extra)
+@contextlib.contextmanager
+def running(project):
+    """./tool-e started and waiting; `finish()` lets it import lib_b, and returns what it said."""
     flag = project.root / "go"
     proc = subprocess.Popen([str(project.root / "tool-e"), "--late-import", str(flag)],
                             cwd=str(project.root), env=project.env, stdout=subprocess.PIPE,
                             text=True)
+
+    def finish():
+        flag.touch()
+        line = proc.stdout.readline()
+        assert proc.wait(timeout=30) == 0
+        return line
+
     try:
         assert proc.stdout.readline() == "started\n"
+        yield finish
+    finally:
+        proc.kill()
+
+
+def test_a_process_keeps_its_environment_across_an_update(project_factory):
+    extra = "[tool.appenv]\nkeep = 1\n"
+    project = project_factory(dependencies=["tool-e"], links=["tool-e"], extra=extra)
+    with running(project) as finish:
         old = project.current()
         project.pyproject(["tool-a==2.0"], extra=extra)  # lib-b 1.0 -> 2.0
         project.lock()
@@ -123,11 +140,7 @@ def test_a_process_keeps_its_environment_across_an_update(project_factory):
         assert version_of(project.run(["./tool-a"])) == "2.0"
         assert project.current() != old
         assert old.exists()  # keep = 1, yet a running process holds it
-        flag.touch()
-        assert proc.stdout.readline() == "late 1.0\n"  # imported lazily, after the update
-        assert proc.wait(timeout=30) == 0
-    finally:
-        proc.kill()
+        assert finish() == "late 1.0\n"  # imported lazily, after the update
     project.pyproject(["tool-a==1.0"], extra=extra)
     project.lock()
     project.run(["./tool-a"], check=0)
@@ -173,15 +186,70 @@ def test_no_sync_runs_the_current_environment_as_it_is(project):
     assert version_of(project.run(["./tool-a"])) == "2.0"
 
 
-def test_extras_and_groups_from_the_environment_select_the_content(project_factory):
-    extra = """
-    [project.optional-dependencies]
-    more = ["lib-d"]
-    [dependency-groups]
-    tools = ["tool-c"]
-    dev = ["tool-e"]
-    """
+def test_no_sync_prefers_the_environment_of_the_lock_when_it_is_there(project):
+    lock_a = (project.root / "uv.lock").read_text()
+    pyproject_a = (project.root / "pyproject.toml").read_text()
+    project.run(["./tool-a"], check=0)
+    relock(project, ["tool-a==2.0"])
+    project.run(["./tool-a"], check=0)  # current: B
+    (project.root / "uv.lock").write_text(lock_a)  # back on A, whose environment is kept
+    (project.root / "pyproject.toml").write_text(pyproject_a)
+    assert version_of(project.run(["./tool-a"], env={"APPENV_NO_SYNC": "1"})) == "1.0"
+
+
+def test_reset_keeps_an_environment_a_process_runs_in(project_factory):
+    project = project_factory(dependencies=["tool-e"], links=["tool-e"])
+    project.run(["./tool-e"], env={"APPENV_GROUPS": ""}, check=0)  # a second env
+    with running(project) as finish:
+        used = project.current()
+        assert len(project.environments()) == 2
+        report = json.loads(project.cmd("status", "--json", check=0).stdout)
+        assert {e["fingerprint"]: e["in_use"] for e in report["environments"]} == {
+            key: key == used.name for key in project.environments()}
+        result = project.cmd("reset", check=0)
+        assert "kept 1 environment in use" in result.stderr and str(used) in result.stderr
+        assert project.environments() == [used.name] and project.current() == used
+        assert finish() == "late 1.0\n"
+    assert "kept" not in project.cmd("reset", check=0).stderr
+    assert project.environments() == []
+    assert not (project.root / ".appenv" / "current").exists()
+    assert (project.root / "uv.lock").exists()
+
+
+def test_a_partial_prepare_leaves_a_ready_environment_alone(project):
+    path = project.cmd("prepare", check=0).stdout.strip()
+    sentinel = os.path.join(path, "sentinel")
+    open(sentinel, "w").close()
+    result = project.cmd("prepare", "--no-install-project", env={"APPENV_VERBOSE": "1"}, check=0)
+    assert result.stdout.strip() == path and "running" not in result.stderr  # no uv
+    assert os.path.exists(sentinel)  # not discarded and built again
+    assert version_of(project.run(["./tool-a"])) == "1.0"
+
+
+OPTIONAL = """
+[project.optional-dependencies]
+more = ["lib-d"]
+[dependency-groups]
+tools = ["tool-c"]
+dev = ["tool-e"]
+"""
+
+
+def test_prepare_with_an_extra_builds_what_the_variables_select(project_factory):
+    extra = OPTIONAL + '[tool.appenv]\ngroups = ["tools"]\n'
     project = project_factory(extra=extra, links=["tool-a", "tool-c"])
+    result = project.cmd("prepare", "--extra", "more", check=0)
+    path = result.stdout.strip()
+    assert "APPENV_EXTRAS=more APPENV_GROUPS=tools" in result.stderr
+    assert project.installed(project.root / path) == {
+        "tool-a": "1.0", "tool-c": "1.0", "lib-d": "1.0"}
+    env = {"APPENV_EXTRAS": "more", "APPENV_GROUPS": "tools", "APPENV_VERBOSE": "1"}
+    result = project.run(["./tool-c"], env=env)
+    assert json.loads(result.stdout)["prefix"] == path and result.stderr == ""  # no build
+
+
+def test_extras_and_groups_from_the_environment_select_the_content(project_factory):
+    project = project_factory(extra=OPTIONAL, links=["tool-a", "tool-c"])
     project.run(["./tool-a"], check=0)
     assert project.installed() == {"tool-a": "1.0"}  # no extra, no group, no dev
     assert project.run(["./tool-c"]).returncode == 127
@@ -236,3 +304,38 @@ def test_the_warm_path_writes_nothing_and_runs_no_subprocess(project, tmp_path):
     writes = [line for line in lines if "O_WRONLY" in line or "O_RDWR" in line
               or "O_CREAT" in line or "mkdir(" in line or "rename(" in line or "unlink(" in line]
     assert [line for line in writes if "/dev/" not in line] == []
+
+
+def clone(project, tmp_path, name):
+    """A fresh clone: the project's files without its environments."""
+    root = tmp_path / name
+    shutil.copytree(str(project.root), str(root), symlinks=True,
+                    ignore=shutil.ignore_patterns(".appenv", ".venv"))
+    return type(project)(root, project.env)
+
+
+def test_a_fresh_clone_goes_straight_to_uv_sync(project, tmp_path):
+    """What a build needs from pyproject.toml and uv is remembered for the same files."""
+    uv = project.env["PATH"].split(":")[0] + "/uv"
+    log = tmp_path / "uv.log"
+    wrapper = tmp_path / "bin" / "uv"
+    wrapper.parent.mkdir()
+    wrapper.write_text('#!/bin/sh\necho "$1" >> "{}"\nexec "{}" "$@"\n'.format(log, uv))
+    wrapper.chmod(0o755)
+    env = {"APPENV_UV": str(wrapper)}
+    project.cmd("update-lockfile", "--check", env=env, check=0)  # appenv's libraries at hand
+    log.write_text("")
+    assert version_of(project.run(["./tool-a"], env=env)) == "1.0"
+    assert log.read_text().split() == ["--version", "sync"]  # the plan worked out
+    first = clone(project, tmp_path, "clone-1")
+    assert version_of(first.run(["./tool-a"], env=env)) == "1.0"
+    assert log.read_text().split() == ["--version", "sync", "sync"]  # and remembered
+    wrapper.write_text(wrapper.read_text() + "\n")  # another uv: checked again
+    second = clone(project, tmp_path, "clone-2")
+    assert version_of(second.run(["./tool-a"], env=env)) == "1.0"
+    assert log.read_text().split()[3:] == ["--version", "sync"]
+    third = clone(project, tmp_path, "clone-3")
+    third.pyproject(["tool-a==1.5"])  # other files: worked out again
+    third.lock()
+    assert version_of(third.run(["./tool-a"], env=env)) == "1.5"
+    assert log.read_text().split()[5:] == ["--version", "sync"]

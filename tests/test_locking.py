@@ -47,6 +47,57 @@ def test_merge_conflict_is_65_with_the_recipe(project, name):
     assert "./appenv update-lockfile" in result.stderr and "commit uv.lock" in result.stderr
 
 
+def conflicted(ours, theirs):
+    """A file as git leaves it after a merge whose two sides changed it differently."""
+    import difflib
+
+    lines = []
+    matcher = difflib.SequenceMatcher(None, ours.splitlines(True), theirs.splitlines(True))
+    a, b = ours.splitlines(True), theirs.splitlines(True)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            lines += a[i1:i2]
+        else:
+            lines += ["<<<<<<< HEAD\n"] + a[i1:i2] + ["=======\n"] + b[j1:j2] + [">>>>>>> feature\n"]
+    return "".join(lines)
+
+
+def test_the_merge_conflict_recipe_works(project_factory):
+    """Seed 004: resolve pyproject.toml, run update-lockfile, commit uv.lock."""
+    project = project_factory(dependencies=["tool-a==1.5", "tool-c"])
+    ours = (project.root / "uv.lock").read_text()
+    project.pyproject(["tool-a==2.0", "lib-d"])
+    theirs = project.lock()
+    (project.root / "uv.lock").write_text(conflicted(ours, theirs))
+    assert project.run(["./tool-a"]).returncode == 65
+    for option in ("--check", "--dry-run"):
+        result = project.cmd("update-lockfile", option)
+        assert result.returncode == (1 if option == "--check" else 65), result.stderr
+        assert "merge conflict" in result.stderr
+    # The user resolves pyproject.toml: tool-a from either side is fine, and both extras.
+    project.pyproject(["tool-a>=1.5", "tool-c", "lib-d"])
+    result = project.cmd("update-lockfile", check=0)
+    assert "merge conflict" in result.stderr
+    assert "added      lib-d 1.0" in result.stderr and "tool-a" not in result.stderr
+    lock = (project.root / "uv.lock").read_text()
+    assert "<<<<<<<" not in lock and "=======" not in lock
+    assert project.cmd("update-lockfile", "--check").returncode == 0
+    # our side's tool-a 1.5 is kept, not upgraded to their 2.0 or the index's newest
+    assert json.loads(project.run(["./tool-a"], check=0).stdout)["version"] == "1.5"
+
+
+def test_a_failed_relock_leaves_the_conflicted_lock_as_it_was(project_factory):
+    project = project_factory(dependencies=["tool-a==1.5"])
+    ours = (project.root / "uv.lock").read_text()
+    project.pyproject(["tool-a==2.0"])
+    text = conflicted(ours, project.lock())
+    (project.root / "uv.lock").write_text(text)
+    project.pyproject(["tool-a==9.9"])  # resolved badly: no such version
+    result = project.cmd("update-lockfile")
+    assert result.returncode == 1 and "updating uv.lock failed" in result.stderr
+    assert (project.root / "uv.lock").read_text() == text
+
+
 def test_frozen_never_writes_the_lock(project):
     before = (project.root / "uv.lock").read_bytes()
     project.pyproject(["tool-a==2.0"])  # pyproject changed, lock not updated
@@ -76,6 +127,7 @@ def test_update_lockfile_creates_a_missing_lock(project_factory):
     project = project_factory(lock=False)
     result = project.cmd("update-lockfile", check=0)
     assert "added      tool-a 1.0" in result.stderr
+    assert "demo" not in result.stderr  # the project itself: not pinned by the lock
     assert (project.root / "uv.lock").exists()
     assert json.loads(project.run(["./tool-a"], check=0).stdout)["version"] == "1.0"
 

@@ -1,0 +1,171 @@
+"""A project's life: its status, updating its launcher, workspaces, and a Docker build."""
+
+import json
+import os
+import shutil
+
+from conftest import LAUNCHER
+
+
+def status(project, **kwargs):
+    result = project.cmd("status", "--json", **kwargs)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_status_reports_the_project_uv_lock_environments_and_links(project):
+    project.link("no-such-tool")
+    report = status(project)
+    assert report["project"] == str(project.root)
+    assert report["uv"]["found"] == "PATH" and report["uv"]["version"]
+    assert report["lock"] == {"present": True, "up_to_date": True}
+    assert report["environment"]["state"] == "missing"
+    assert [link["name"] for link in report["links"]] == ["no-such-tool", "tool-a"]
+    assert {link["binary"] for link in report["links"]} == {None}  # not built: unknown
+    assert not (project.root / ".appenv").exists()  # status builds nothing
+    project.run(["./tool-a"], check=0)
+    report = status(project)
+    env = report["environment"]
+    assert env["state"] == "ready" and env["python"].count(".") == 2
+    assert env["path"] == str(project.current())
+    assert {link["name"]: link["binary"] for link in report["links"]} == {
+        "no-such-tool": False, "tool-a": True}
+    (kept,) = report["environments"]
+    assert kept["current"] and kept["state"] == "ready" and not kept["in_use"]
+    text = project.cmd("status", check=0).stdout
+    assert "no-such-tool" in text and "no such binary" in text and "ready" in text
+    project.pyproject(["tool-a==2.0"])  # pyproject.toml changed, uv.lock not
+    report = status(project)
+    assert report["lock"]["up_to_date"] is False
+    assert report["environment"]["state"] == "stale"
+    text = project.cmd("status", check=0).stdout
+    assert "outdated: run ./appenv update-lockfile" in text and "stale" in text
+
+
+def test_status_says_what_is_wrong_and_installs_nothing(project, tmp_path):
+    (project.root / "pyproject.toml").write_text("[project\n")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python3").symlink_to(project.env["PATH"].split(":")[0] + "/python3")
+    env = {"PATH": "{}:/usr/bin:/bin".format(bindir), "XDG_CACHE_HOME": str(tmp_path / "c")}
+    report = status(project, env=env)
+    assert report["uv"]["path"] is None and report["lock"]["up_to_date"] is None
+    assert any("pyproject.toml is not valid TOML" in p for p in report["problems"])
+    assert not (tmp_path / "c" / "appenv" / "uv").exists()  # no uv installed by status
+    assert "not found (installed on first use)" in project.cmd("status", env=env).stdout
+
+
+def test_self_update_writes_this_launcher_over_the_project_s(project, tmp_path):
+    newer = tmp_path / "newer" / "appenv.py"
+    newer.parent.mkdir()
+    newer.write_text(open(LAUNCHER).read().replace('__version__ = "', '__version__ = "9'))
+    newer.chmod(0o755)
+    def run(*args):
+        return project.run(["python3", str(newer), "self-update"] + list(args),
+                           cwd=tmp_path)
+    result = run("--check", str(project.root))
+    assert result.returncode == 1 and "differs" in result.stderr
+    assert (project.root / "appenv").read_bytes() == open(LAUNCHER, "rb").read()
+    result = run(str(project.root))
+    assert result.returncode == 0, result.stderr
+    assert "from appenv 0.1.0 to 90.1.0" in result.stderr
+    assert (project.root / "appenv").read_bytes() == newer.read_bytes()
+    assert os.access(str(project.root / "appenv"), os.X_OK)
+    assert run("--check", str(project.root / "appenv")).returncode == 0
+    assert "9" in project.cmd("--version", check=0).stdout  # the link runs the new launcher
+    assert json.loads(project.run(["./tool-a"], check=0).stdout)["version"] == "1.0"
+    assert run(str(tmp_path / "nothing-here")).returncode == 66
+
+
+WORKSPACE = """
+[tool.uv.workspace]
+members = ["packages/*"]
+[tool.appenv]
+"""
+
+
+def test_workspace_packages_select_the_members_and_their_binaries(project_factory):
+    project = project_factory(dependencies=[], links=["tool-a", "tool-c"],
+                              extra=WORKSPACE + 'packages = ["member-a"]\n', lock=False)
+    for member, deps in (("member-a", ["tool-a==1.0"]), ("member-c", ["tool-c"])):
+        project.write("packages/{}/pyproject.toml".format(member),
+                      '[project]\nname = "{}"\nversion = "0.1"\nrequires-python = ">=3.8"\n'
+                      'dependencies = {}\n'.format(member, json.dumps(deps)))
+    project.lock()
+    assert json.loads(project.run(["./tool-a"], check=0).stdout)["version"] == "1.0"
+    assert project.installed() == {"tool-a": "1.0"}  # seed 001: exactly member-a's
+    result = project.run(["./tool-c"])
+    assert result.returncode == 127 and "tool-a" in result.stderr
+    project.pyproject([], extra=WORKSPACE + "all-packages = true\n")
+    assert json.loads(project.run(["./tool-c"], check=0).stdout)["tool"] == "tool-c"
+    assert project.installed() == {"tool-a": "1.0", "tool-c": "1.0"}
+
+
+BACKEND = '''
+"""A build backend in the project's tree, so that the test needs no index for it."""
+import base64, hashlib, os, zipfile
+
+NAME, VERSION = "demo", "0.1"
+
+
+def _wheel(directory, files):
+    name = "{}-{}-py3-none-any.whl".format(NAME, VERSION)
+    info = "{}-{}.dist-info/".format(NAME, VERSION)
+    files = dict(files)
+    files[info + "METADATA"] = "Metadata-Version: 2.1\\nName: {}\\nVersion: {}\\n".format(NAME, VERSION)
+    files[info + "WHEEL"] = "Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+    files[info + "entry_points.txt"] = "[console_scripts]\\ndemo-tool = demo_app:main\\n"
+    record = []
+    with zipfile.ZipFile(os.path.join(directory, name), "w") as z:
+        for path, text in files.items():
+            data = text.encode()
+            z.writestr(path, data)
+            sha = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append("{},sha256={},{}".format(path, sha, len(data)))
+        record.append(info + "RECORD,,")
+        z.writestr(info + "RECORD", "\\n".join(record) + "\\n")
+    return name
+
+
+def build_wheel(directory, config_settings=None, metadata_directory=None):
+    with open("demo_app.py") as f:
+        return _wheel(directory, {"demo_app.py": f.read()})
+
+
+def build_editable(directory, config_settings=None, metadata_directory=None):
+    return _wheel(directory, {"demo.pth": os.path.abspath(".") + "\\n"})
+
+
+def build_sdist(directory, config_settings=None):
+    raise NotImplementedError
+'''
+
+
+def test_the_dockerfile_recipe_caches_dependencies_in_their_own_layer(project_factory, tmp_path):
+    """docs/workflows.md's Dockerfile, step by step, without Docker."""
+    source = project_factory(dependencies=["tool-a==1.5"], links=["demo-tool"], lock=False,
+                             extra='[build-system]\nrequires = []\nbuild-backend = "backend"\n'
+                                   'backend-path = ["."]\n')
+    source.write("backend.py", BACKEND)
+    source.write("demo_app.py", "import json, lib_b\ndef main():\n"
+                                "    print(json.dumps({'lib_b': lib_b.VERSION}))\n")
+    source.lock()
+    image = tmp_path / "image" / "app"
+    image.mkdir(parents=True)
+    # COPY pyproject.toml uv.lock appenv ./
+    for name in ("pyproject.toml", "uv.lock", "appenv"):
+        shutil.copy2(str(source.root / name), str(image / name))
+    # RUN ./appenv prepare --no-install-project
+    layer = type(source)(image, source.env)
+    first = layer.cmd("prepare", "--no-install-project", check=0).stdout.strip()
+    assert layer.installed(image / first) == {"tool-a": "1.5", "lib-b": "2.0"}
+    assert not (image / ".appenv" / "current").exists()  # not for symlinks yet
+    # COPY . .
+    shutil.copytree(str(source.root), str(image), symlinks=True, dirs_exist_ok=True)
+    # RUN ./appenv prepare
+    result = layer.cmd("prepare", check=0)
+    assert result.stdout.strip() == first  # the same environment, completed in place
+    assert "tool-a" not in result.stderr  # dependencies were not installed again
+    assert layer.installed(image / first)["demo"] == "0.1"
+    # CMD ["./demo-tool"]
+    assert json.loads(layer.run(["./demo-tool"], check=0).stdout) == {"lib_b": "2.0"}
