@@ -1347,7 +1347,7 @@ class NewProject:
         env = dict(os.environ)
         for key, value in (environ or {}).items():
             env.setdefault(key, value)  # the caller's own settings win
-        uv.run(["lock", "--project", self.root], self.root, env=env, step=step)
+        uv.run(["lock", "--project", self.root], env=env, step=step)
 
     def written(self):
         """The files a user commits, relative to the project root."""
@@ -1421,18 +1421,16 @@ def read_bytes(path):
 def default_python(uv, root):
     """X.Y of the Python uv would use here, so that the first lock works offline from the cache:
     `uv python find` (with UV_PYTHON as the request when it is set); else this interpreter's."""
-    import subprocess
-
     command = uv.command("python", "find", "--no-project", "--show-version")
+    if os.path.isdir(root):  # its .python-version counts
+        command += ["--directory", root]
     if os.environ.get("UV_PYTHON"):
         command.append(os.environ["UV_PYTHON"])
     try:
-        out = subprocess.run(command, cwd=root if os.path.isdir(root) else None, timeout=60,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
-        release = libraries().Version(out.decode().strip()).release
+        release = libraries().Version(output(command).decode().strip()).release
         if len(release) >= 2:
             return "{}.{}".format(*release[:2])
-    except (OSError, ValueError, subprocess.SubprocessError):
+    except (AttributeError, ValueError):
         pass
     return "{}.{}".format(*sys.version_info[:2])
 
