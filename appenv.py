@@ -486,6 +486,20 @@ class Libraries:
         self.SpecifierSet = specifiers.SpecifierSet
         self.InvalidSpecifier = specifiers.InvalidSpecifier
 
+    # For init and migrate only, so imported when first used: requirements (PEP 508) and project
+    # names. An invalid requirement raises packaging's InvalidRequirement, a ValueError.
+    @property
+    def Requirement(self):
+        from packaging.requirements import Requirement
+
+        return Requirement
+
+    @property
+    def canonicalize_name(self):
+        from packaging.utils import canonicalize_name
+
+        return canonicalize_name
+
 
 _libraries = None
 
@@ -1056,14 +1070,17 @@ def touch(path):
         os.utime(path, None)
 
 
-def write_atomically(path, text, durable=True):
-    """Write a file whole or not at all; durable: on disk before it appears."""
+def write_atomically(path, data, durable=True, mode=None):
+    """Write text (as UTF-8) or bytes to a file whole or not at all; durable: on disk before
+    it appears; MODE sets its permissions."""
     temporary = path + ".tmp-{}".format(os.getpid())
-    with open(temporary, "wb" if isinstance(text, bytes) else "w") as f:
-        f.write(text)
+    with open(temporary, "wb") as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
         if durable:
             f.flush()
             os.fsync(f.fileno())
+    if mode is not None:
+        os.chmod(temporary, mode)
     os.replace(temporary, path)
 
 
@@ -1165,6 +1182,701 @@ def versions_text(versions):
         return ", ".join(sorted(versions))
 
 
+# --- New projects: init and migrate ----------------------------------------------------------
+
+
+class NewProject:
+    """The files init and migrate write into ROOT: pyproject.toml (a [project] table, added to a
+    pyproject.toml that has none), this launcher as `appenv`, a link NAME -> appenv per binary,
+    .gitignore entries, and uv.lock. Every check runs before anything is written, and when a step
+    fails (uv lock, a write) every file is put back as it was."""
+
+    VERSION = "0.1.0"
+    IGNORED = (".appenv/", ".venv/")  # appenv's environments, uv's development environment
+
+    def __init__(self, root, command):
+        self.root, self.command = root, command
+        self.pyproject_path = os.path.join(root, "pyproject.toml")
+        self.launcher_path = os.path.join(root, "appenv")
+        self.name = self.description = self.python = None
+        self.requires_python = None  # default: >=X.Y of the Python uv finds here
+        self.dependencies, self.binaries, self.indexes = [], [], []
+        self.replace_launcher = False  # migrate: the classic appenv gives way
+        self._existing = self._uv = None
+
+    def existing(self):
+        """pyproject.toml's text and its tables, if it exists; one with [project] is refused."""
+        if self._existing is None:
+            text, table = None, {}
+            if os.path.lexists(self.pyproject_path):
+                table = read_toml(self.pyproject_path)
+                text = read_bytes(self.pyproject_path).decode("utf-8")
+                if "project" in table:
+                    raise Problem(65, (
+                        "{} already has a [project] table, so this is a project already; nothing "
+                        "was changed. Add dependencies with `{} uv add NAME`, and lock with `{} "
+                        "update-lockfile`."
+                    ).format(self.pyproject_path, launcher_command(), launcher_command()))
+            self._existing = (text, table)
+        return self._existing
+
+    def uv(self):
+        if self._uv is None:
+            self._uv = Uv.find(Config(self.existing()[1]).required_uv)
+        return self._uv
+
+    def check(self):
+        """What can be refused before any question is asked."""
+        self.existing()
+        self.launcher()
+
+    def launcher(self):
+        """This launcher's bytes when `appenv` is to be written; None when it is there already."""
+        source = os.path.realpath(__file__)
+        data = read_bytes(source)
+        if not os.path.lexists(self.launcher_path):
+            return data
+        if os.path.realpath(self.launcher_path) == source:
+            return None
+        if read_bytes(self.launcher_path) == data:
+            return None
+        if self.replace_launcher:
+            return data
+        hint = "Move it away and run init again"
+        if os.path.exists(os.path.join(self.root, "requirements.txt")):
+            hint = "requirements.txt is here, so it may be the classic appenv: run migrate"
+        raise Problem(65, "{} exists and is not this launcher; nothing was changed. {}.".format(
+            self.launcher_path, hint))
+
+    def links(self):
+        """The links to make: each binary whose name is not a link to appenv yet."""
+        paths = []
+        for name in self.binaries:
+            path = os.path.join(self.root, name)
+            if os.path.islink(path) and os.readlink(path) in ("appenv", self.launcher_path):
+                continue
+            if os.path.lexists(path):
+                raise Problem(65, "{} exists and is not a link to appenv; nothing was changed. "
+                                  "Remove it, or leave out --binary {}.".format(path, name))
+            paths.append(path)
+        return paths
+
+    def gitignore(self):
+        """.gitignore with the missing entries appended; None when none is missing."""
+        data = read_bytes(os.path.join(self.root, ".gitignore")) or b""
+        text = data.decode("utf-8", "surrogateescape")
+        present = {line.strip().strip("/") for line in text.splitlines()}
+        missing = [entry for entry in self.IGNORED if entry.strip("/") not in present]
+        if not missing:
+            return None
+        if text and not text.endswith("\n"):
+            text += "\n"
+        return (text + "".join(entry + "\n" for entry in missing)).encode("utf-8", "surrogateescape")
+
+    def pyproject_text(self, pins=()):
+        """The [project] table and appenv's and uv's settings, after what the file had before.
+
+        PINS (migrate) go to [tool.uv] constraint-dependencies for the first lock only."""
+        lines = ["[project]", "name = " + toml_string(self.name),
+                 "version = " + toml_string(self.VERSION)]
+        if self.description:
+            lines.append("description = " + toml_string(self.description))
+        lines.append("requires-python = " + toml_string(self.requires_python))
+        lines.append("dependencies = " + toml_array(self.dependencies))
+        if self.python:
+            lines += ["", "[tool.appenv]", "python = " + toml_string(self.python)]
+        if pins:
+            lines += ["", "[tool.uv]", "constraint-dependencies = " + toml_array(pins)]
+        for index in self.indexes:
+            lines += [""] + index.toml()
+        text = "\n".join(lines) + "\n"
+        before = self.existing()[0]
+        if before and before.strip():
+            text = before + ("" if before.endswith("\n") else "\n") + "\n" + text
+        toml = libraries().toml
+        try:
+            toml.loads(text)
+        except toml.TOMLDecodeError as e:
+            raise Problem(65, (
+                "cannot add [project] and its settings to {}: {}. It defines some of the tables "
+                "appenv writes ([tool.appenv], [tool.uv]) already; move them out, run {} again, "
+                "then merge them back. Nothing was changed."
+            ).format(self.pyproject_path, e, self.command))
+        return text
+
+    def create(self, pins=(), environ=None, hint=""):
+        """Write the files and lock; put every file back when a step fails."""
+        uv = self.uv()
+        if self.requires_python is None:
+            self.requires_python = ">=" + default_python(uv, self.root)
+        final = self.pyproject_text()
+        first = self.pyproject_text(pins) if pins else final
+        launcher, links, ignore = self.launcher(), self.links(), self.gitignore()
+        journal = Journal()
+        try:
+            journal.makedirs(self.root)
+            journal.write(self.pyproject_path, first)
+            if launcher is not None:
+                journal.write(self.launcher_path, launcher, 0o755)
+            for path in links:
+                journal.symlink("appenv", path)
+            if ignore is not None:
+                journal.write(os.path.join(self.root, ".gitignore"), ignore)
+            journal.save(os.path.join(self.root, "uv.lock"))
+            if pins:
+                self.lock(uv, environ, "locking with the versions pinned in requirements.lock")
+                journal.write(self.pyproject_path, final)
+                self.lock(uv, environ, "locking again without the pins, keeping their versions")
+            else:
+                self.lock(uv, environ, "creating uv.lock")
+        except OSError as e:
+            journal.restore()
+            raise Problem(73, "cannot write {}: {}. Nothing was changed.".format(
+                e.filename or self.root, e.strerror))
+        except Problem as problem:
+            journal.restore()
+            raise Problem(problem.status, (
+                "{}\nNothing was changed: pyproject.toml, appenv, the links and .gitignore are as "
+                "they were. Fix what uv reported above, then run {} again.{}"
+            ).format(problem.message, self.command, hint))
+        except BaseException:
+            journal.restore()
+            raise
+
+    def lock(self, uv, environ, step):
+        env = dict(os.environ)
+        for key, value in (environ or {}).items():
+            env.setdefault(key, value)  # the caller's own settings win
+        uv.run(["lock", "--project", self.root], env=env, step=step)
+
+    def written(self):
+        """The files a user commits, relative to the project root."""
+        return ["pyproject.toml", "uv.lock", "appenv", ".gitignore"] + list(self.binaries)
+
+    def where(self, name):
+        """How to reach ROOT/NAME from the working directory, for messages."""
+        path = os.path.relpath(os.path.join(self.root, name))
+        return path if path.startswith(("/", "../")) else "./" + path
+
+
+class Journal:
+    """What init and migrate changed, as it was before: restore() puts it back."""
+
+    def __init__(self):
+        self.saved = {}  # path -> ("file", bytes, mode) | ("link", target) | ("absent",)
+        self.created = None  # the outermost directory made
+
+    def save(self, path):
+        if path in self.saved:
+            return
+        if os.path.islink(path):
+            self.saved[path] = ("link", os.readlink(path))
+        elif os.path.lexists(path):
+            self.saved[path] = ("file", read_bytes(path), os.stat(path).st_mode & 0o7777)
+        else:
+            self.saved[path] = ("absent",)
+
+    def makedirs(self, path):
+        top = path
+        while not os.path.exists(os.path.dirname(top)):
+            top = os.path.dirname(top)
+        if not os.path.exists(path):
+            os.makedirs(path)
+            self.created = top
+
+    def write(self, path, data, mode=None):
+        self.save(path)
+        write_atomically(path, data, mode=mode)
+
+    def symlink(self, target, path):
+        self.save(path)
+        os.symlink(target, path)
+
+    def restore(self):
+        for path, before in reversed(list(self.saved.items())):
+            try:
+                if os.path.lexists(path):
+                    os.remove(path)
+                if before[0] == "file":
+                    write_atomically(path, before[1], mode=before[2])
+                elif before[0] == "link":
+                    os.symlink(before[1], path)
+            except OSError as e:
+                say("could not put back {}: {}".format(path, e.strerror), error=True)
+        if self.created:
+            remove_tree(self.created)
+
+
+def read_bytes(path):
+    """A file's bytes, None when it does not exist; exit 66 when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise Problem(66, "cannot read {}: {}".format(path, e.strerror))
+
+
+def default_python(uv, root):
+    """X.Y of the Python uv would use here, so that the first lock works offline from the cache:
+    `uv python find` (with UV_PYTHON as the request when it is set); else this interpreter's."""
+    command = uv.command("python", "find", "--no-project", "--show-version")
+    if os.path.isdir(root):  # its .python-version counts
+        command += ["--directory", root]
+    if os.environ.get("UV_PYTHON"):
+        command.append(os.environ["UV_PYTHON"])
+    try:
+        release = libraries().Version(output(command).decode().strip()).release
+        if len(release) >= 2:
+            return "{}.{}".format(*release[:2])
+    except (AttributeError, ValueError):
+        pass
+    return "{}.{}".format(*sys.version_info[:2])
+
+
+TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
+                "\r": "\\r"}
+
+
+def toml_string(text):
+    """TEXT as a TOML basic string: quote, backslash and control characters escaped."""
+    out = []
+    for char in text:
+        if char in TOML_ESCAPES:
+            out.append(TOML_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append("\\u{:04X}".format(ord(char)))
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def toml_array(items):
+    if not items:
+        return "[]"
+    return "[\n" + "".join("    {},\n".format(toml_string(item)) for item in items) + "]"
+
+
+# What init takes from options or answers: each checked, or exit 64 saying what is wrong.
+
+
+def project_name(text):
+    """A valid project name (PEP 508), as given."""
+    text = text.strip()
+    try:
+        requirement = libraries().Requirement(text)
+    except ValueError:
+        requirement = None
+    if not requirement or requirement.name != text or str(requirement) != text:
+        raise Problem(64, "{!r} is not a valid project name: letters, digits and - _ . only, "
+                          "starting and ending with a letter or digit".format(text))
+    return text
+
+
+def requirement_text(text):
+    """A dependency: a requirement as packaging reads it (PEP 508), in its normal form."""
+    try:
+        return str(libraries().Requirement(text.strip()))
+    except ValueError as e:
+        raise Problem(64, "{!r} is not a requirement: {}".format(redact(text), redact(str(e))))
+
+
+def binary_name(text):
+    """The name of a link to make: one file name, not one of the project's own files."""
+    text = plain_text(text.strip(), "a binary name")
+    reserved = LAUNCHER_NAMES + ("pyproject.toml", "uv.lock", ".gitignore", ".appenv", ".venv")
+    if not text or "/" in text or text in (".", "..") or text in reserved or "\0" in text:
+        raise Problem(64, "{!r} cannot be a binary's link: give the name of a console script, "
+                          "like http".format(text))
+    return text
+
+
+def binary_names(text):
+    """Several binary names, separated by spaces or commas; `-` for none."""
+    if text.strip() == "-":
+        return []
+    names = [binary_name(n) for n in text.replace(",", " ").split()]
+    return sorted(set(names), key=names.index)
+
+
+def python_setting(text):
+    """--python: (requires-python, [tool.appenv] python). A version (3.12) is both
+    `>=3.12` and `3.12`; a specifier (>=3.10,<3.13) is requires-python alone."""
+    libs = libraries()
+    text = text.strip()
+    try:
+        version = libs.Version(text)
+    except libs.InvalidVersion:
+        version = None
+    if version is not None and 2 <= len(version.release) <= 3 and not (
+            version.epoch or version.local or version.is_postrelease or version.is_devrelease):
+        return ">={}.{}".format(*version.release[:2]), str(version)
+    try:
+        specifier = libs.SpecifierSet(text)
+    except libs.InvalidSpecifier:
+        specifier = None
+    if version is None and specifier:
+        return str(specifier), None
+    raise Problem(64, "{!r} is not a Python version (3.12) or version specifier "
+                      "(>=3.10,<3.13)".format(text))
+
+
+def plain_text(text, what):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Problem(64, "{} is not valid UTF-8 text".format(what))
+    return text
+
+
+def default_name(root):
+    """A project name made of the directory's name: `My Tools` is my-tools."""
+    base = os.path.basename(os.path.abspath(root))
+    name = "".join(c.lower() if c.isascii() and c.isalnum() else "-" for c in base)
+    return "-".join(part for part in name.split("-") if part) or "app"
+
+
+def redact(text):
+    """TEXT with the user:password@ of every URL in it left out, for messages."""
+    parts = text.split("://")
+    for i in range(1, len(parts)):
+        authority_end = len(parts[i])
+        for stop in "/?# \t\n\"'":
+            found = parts[i].find(stop)
+            if 0 <= found < authority_end:
+                authority_end = found
+        at = parts[i].rfind("@", 0, authority_end)
+        if at >= 0:
+            parts[i] = parts[i][at + 1:]
+    return "://".join(parts)
+
+
+INIT_EXAMPLE = """\
+init needs a project name: on a terminal it asks; in a script, give the answers as options, \
+for example:
+
+  ./appenv init --name ops-tools --dep 'httpie>=3' --binary http
+
+For more information, try '--help'."""
+
+
+class Questions:
+    """init on a terminal: each question on stderr with its default in brackets, the answer from
+    stdin, asked again until it is valid."""
+
+    def __init__(self, new):
+        self.new = new
+
+    def ask(self, question, default, check):
+        while True:
+            sys.stderr.write("{} [{}]: ".format(question, default) if default else question + ": ")
+            sys.stderr.flush()
+            line = sys.stdin.readline()
+            if not line:
+                raise Problem(64, "init: the input ended before every question was answered; "
+                                  "nothing was changed")
+            try:
+                return check(line.strip() or default)
+            except Problem as problem:
+                problem.report()
+
+    def ask_all(self):
+        new = self.new
+        say("creating a project in {}. Enter keeps the [default].".format(new.root))
+        new.name = self.ask("Project name", default_name(new.root), project_name)
+        new.description = self.ask("Description", "", lambda t: plain_text(t, "the description"))
+        while True:
+            dependency = self.ask("Dependency (a requirement like httpie>=3; empty to finish)", "",
+                                  lambda t: t and requirement_text(t))
+            if not dependency:
+                break
+            new.dependencies.append(dependency)
+        names = " ".join(libraries().canonicalize_name(libraries().Requirement(d).name)
+                         for d in new.dependencies)
+        new.binaries = self.ask("Binaries to link (names, separated by spaces; - for none)",
+                                names, binary_names)
+        default = default_python(new.uv(), new.root)
+        new.requires_python, new.python = self.ask(
+            "Python (a version like 3.12, or a specifier like >=3.10)", default,
+            lambda t: (">=" + t, None) if t == default else python_setting(t))
+
+
+class Requirements:
+    """A pip requirements file read line by line as pip reads it: continuation lines joined,
+    comments dropped, ${VARIABLES} expanded, each line a requirement (parsed by packaging) and/or
+    options. The classic appenv's `# appenv-KEY: VALUE` comments are kept in `appenv`."""
+
+    SHORT = {"-e": "--editable", "-i": "--index-url", "-f": "--find-links", "-r": "--requirement",
+             "-c": "--constraint"}
+
+    def __init__(self, path):
+        self.path = path
+        self.name = os.path.basename(path)
+        self.requirements = []  # (line number, packaging Requirement)
+        self.options = []  # (line number, option as written, its long name, value or None)
+        self.unreadable = []  # (line number, the line, packaging's reason)
+        self.appenv = {}  # "python-preference" -> (line number, value)
+        data = read_bytes(path)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise Problem(65, "{} is not UTF-8 text ({})".format(path, e.reason))
+        for number, line in self.lines(text):
+            self.parse(number, line)
+
+    def lines(self, text):
+        """(number of its first line, text) for each logical line that is not empty."""
+        pending, first = [], None
+        for number, line in enumerate(text.splitlines(), 1):
+            stripped = line.strip()
+            if stripped.startswith("#"):
+                key, colon, value = stripped[1:].strip().partition(":")
+                if colon and key.startswith("appenv-"):
+                    self.appenv.setdefault(key[len("appenv-"):], (number, value.strip()))
+            if line.endswith("\\") and not stripped.startswith("#"):
+                first = first or number
+                pending.append(line[:-1])
+                continue
+            text = expand_variables(without_comment("".join(pending) + line)).strip()
+            if text:
+                yield first or number, text
+            pending, first = [], None
+        if pending:
+            yield first, expand_variables(without_comment("".join(pending))).strip()
+
+    def parse(self, number, line):
+        tokens = line.split()
+        split = next((i for i, t in enumerate(tokens) if t.startswith("-")), len(tokens))
+        requirement = " ".join(tokens[:split])
+        if requirement:
+            try:
+                self.requirements.append((number, libraries().Requirement(requirement)))
+            except ValueError as e:
+                self.unreadable.append((number, requirement, str(e).splitlines()[0]))
+        options = " ".join(tokens[split:])
+        if options:
+            self.parse_options(number, options)
+
+    def parse_options(self, number, text):
+        import shlex
+
+        try:
+            tokens = shlex.split(text)
+        except ValueError as e:
+            self.unreadable.append((number, text, str(e)))
+            return
+        while tokens:
+            token = tokens.pop(0)
+            if token.startswith("--"):
+                written, equals, value = token.partition("=")
+                name = written
+            elif token.startswith("-") and len(token) > 1:
+                written, value, equals = token[:2], token[2:], token[2:]
+                name = self.SHORT.get(written, written)
+            else:
+                continue  # a stray word after an option that had its value
+            if not equals and tokens and not tokens[0].startswith("-"):
+                value = tokens.pop(0)
+            self.options.append((number, written, name, value or None))
+
+
+def without_comment(line):
+    """The line up to a `#` that starts it or follows white space, as pip reads comments."""
+    for i, char in enumerate(line):
+        if char == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i]
+    return line
+
+
+def expand_variables(line):
+    """${NAME} (capitals, digits, _) replaced by the environment variable, when it is set."""
+    allowed = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+    out, i = [], 0
+    while True:
+        start = line.find("${", i)
+        end = line.find("}", start + 2) if start >= 0 else -1
+        if end < 0:
+            return "".join(out) + line[i:]
+        name = line[start + 2:end]
+        value = os.environ.get(name) if name and set(name) <= allowed else None
+        out.append(line[i:start] + (line[start:end + 1] if value is None else value))
+        i = end + 1
+
+
+class Index:
+    """A package index of requirements.txt as a [[tool.uv.index]] entry. Credentials in its URL
+    stay out of pyproject.toml: uv takes them from UV_INDEX_<NAME>_USERNAME and _PASSWORD."""
+
+    def __init__(self, url, taken, default=False, flat=False):
+        from urllib.parse import unquote, urlsplit, urlunsplit
+
+        try:
+            parts = urlsplit(url)
+            username, password = parts.username, parts.password
+        except ValueError as e:
+            raise Problem(65, "requirements.txt: {} is not a URL: {}".format(redact(url), e))
+        self.username = unquote(username) if username else None
+        self.password = unquote(password) if password else None
+        self.url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        self.default, self.flat = default, flat
+        base = parts.hostname or os.path.basename(parts.path.rstrip("/")) or "index"
+        self.name = default_name(base)
+        number = 1
+        while self.name in taken:
+            number += 1
+            self.name = "{}-{}".format(default_name(base), number)
+        taken.add(self.name)
+
+    def variables(self):
+        """UV_INDEX_<NAME>_USERNAME and _PASSWORD, for the credentials the URL had."""
+        key = "UV_INDEX_{}_".format(self.name.upper().replace("-", "_"))
+        found = {key + "USERNAME": self.username, key + "PASSWORD": self.password}
+        return {k: v for k, v in found.items() if v is not None}
+
+    def toml(self):
+        lines = ["[[tool.uv.index]]", "name = " + toml_string(self.name),
+                 "url = " + toml_string(self.url)]
+        if self.default:
+            lines.append("default = true")
+        if self.flat:
+            lines.append('format = "flat"')
+        return lines
+
+
+class ClassicProject:
+    """A project of the classic appenv: requirements.txt, with its pip options and
+    `# appenv-python-preference: 3.9,3.10` line, and requirements.lock, the `name==version`
+    pins its update-lockfile wrote under `# appenv-requirements-hash: <sha256 of requirements.txt>`.
+    """
+
+    HINTS = {
+        "--editable": "an editable install: add it with `./appenv uv add --editable PATH`",
+        "--hash": "uv.lock records the hash of every file itself",
+        "--requirement": "add the requirements of that file by hand",
+        "--constraint": "constraints go to [tool.uv] constraint-dependencies",
+        "--no-index": "uv keeps the default index; set `default = true` on an index to replace it",
+    }
+
+    def __init__(self, root):
+        self.root = root
+        path = os.path.join(root, "requirements.txt")
+        if not os.path.isfile(path):
+            raise Problem(66, "No requirements.txt in {}: migrate turns a classic appenv project "
+                              "into pyproject.toml and uv.lock. To start a new project, run {} "
+                              "init".format(root, launcher_command()))
+        self.txt = Requirements(path)
+        self.lock_path = os.path.join(root, "requirements.lock")
+        self.indexes, self.skipped, self.dependencies = [], [], []
+        taken = set()
+        for number, written, name, value in self.txt.options:
+            if name in ("--index-url", "--extra-index-url", "--find-links") and value:
+                self.indexes.append(Index(value, taken, default=name == "--index-url",
+                                          flat=name == "--find-links"))
+            else:
+                shown = written if name == "--hash" or not value else written + " " + value
+                self.skipped.append((number, shown, self.HINTS.get(name)))
+        for number, requirement in self.txt.requirements:
+            if requirement.url and redact(requirement.url) != requirement.url:
+                self.skipped.append((number, str(requirement), "a URL with credentials"))
+            else:
+                self.dependencies.append(str(requirement))
+        for number, line, reason in self.txt.unreadable:
+            self.skipped.append((number, line, "not a requirement: " + reason))
+        self.skipped.sort(key=lambda entry: entry[0])
+
+    def requires_python(self):
+        """`>=LOWEST,<HIGHEST+1` of the python preference, or None without one."""
+        number, text = self.txt.appenv.get("python-preference", (None, ""))
+        libs = libraries()
+        versions = []
+        for item in text.split(","):
+            if not item.strip():
+                continue
+            try:
+                release = libs.Version(item.strip()).release
+            except libs.InvalidVersion:
+                release = ()
+            if len(release) != 2:
+                raise Problem(65, "{} line {}: appenv-python-preference {!r} is not a Python "
+                                  "version like 3.10".format(self.txt.path, number, item.strip()))
+            versions.append(release)
+        if not versions:
+            return None
+        low, high = min(versions), max(versions)
+        return ">={}.{},<{}.{}".format(low[0], low[1], high[0], high[1] + 1)
+
+    def pins(self):
+        """`name==version` for each version requirements.lock pins; whether it is stale."""
+        if not os.path.isfile(self.lock_path):
+            return [], False
+        lock = Requirements(self.lock_path)
+        canonical = libraries().canonicalize_name
+        pins = {}
+        for _number, requirement in lock.requirements:
+            specifiers = list(requirement.specifier)
+            if requirement.url or len(specifiers) != 1:
+                continue
+            operator, version = specifiers[0].operator, specifiers[0].version
+            if operator in ("==", "===") and "*" not in version:
+                name = canonical(requirement.name)
+                pins[name] = "{}=={}".format(name, version)
+        import hashlib
+
+        recorded = lock.appenv.get("requirements-hash", (None, None))[1]
+        actual = hashlib.sha256(read_bytes(self.txt.path)).hexdigest()
+        return sorted(pins.values()), bool(recorded) and recorded != actual
+
+    def environ(self):
+        found = {}
+        for index in self.indexes:
+            found.update(index.variables())
+        return found
+
+    def report_skipped(self):
+        if not self.skipped:
+            return
+        lines = ["not migrated (no equivalent in pyproject.toml; add by hand what is needed):"]
+        for number, text, hint in self.skipped:
+            lines.append("  {} line {}: {}{}".format(self.txt.name, number, redact(text),
+                                                    "  ({})".format(hint) if hint else ""))
+        say("\n".join(lines))
+
+
+def links_to(root, launcher):
+    """The names in ROOT that are links to the launcher: the binaries a project runs."""
+    try:
+        entries = sorted(os.listdir(root))
+    except OSError:
+        return []
+    target = os.path.realpath(launcher)
+    return [e for e in entries if e not in LAUNCHER_NAMES and os.path.islink(os.path.join(root, e))
+            and os.path.realpath(os.path.join(root, e)) == target]
+
+
+def remove_classic_environments(root):
+    """The classic appenv's environments in .appenv: <8 hex digits>/, unclean/, updatelock/ and
+    the `current` link to one. appenv's own live in .appenv/envs and are left alone."""
+    base = os.path.join(root, ".appenv")
+    try:
+        entries = sorted(os.listdir(base))
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        path = os.path.join(base, entry)
+        classic = entry in ("unclean", "updatelock") or (
+            len(entry) == 8 and all(c in "0123456789abcdef" for c in entry))
+        if entry == "current" and os.path.islink(path):
+            if not os.readlink(path).startswith("envs" + os.sep):
+                os.remove(path)
+                removed.append(entry)
+        elif classic and os.path.isdir(path) and not os.path.islink(path):
+            discard(path)
+            removed.append(entry + "/")
+    return removed
+
+
 # --- Subcommands -----------------------------------------------------------------------------
 
 
@@ -1175,6 +1887,8 @@ Usage: ./appenv [OPTIONS] <COMMAND>
        ./NAME [ARGS]...   (NAME a symlink to appenv: run binary NAME)
 
 Commands:
+  init             Create a project: pyproject.toml, the launcher, links and uv.lock
+  migrate          Turn a classic appenv project into pyproject.toml and uv.lock
   prepare          Build the production environment and print its path
   update-lockfile  Update uv.lock from pyproject.toml and summarise the changes
   run              Run a command with `uv run` in the project's development environment
@@ -1194,6 +1908,54 @@ Use `./appenv help <command>` for more information on a specific command.
 """
 
 HELP = {
+    "init": """\
+Create a project: pyproject.toml, the launcher, links and uv.lock
+
+Usage: ./appenv init [OPTIONS] [PATH]
+
+Writes into PATH: pyproject.toml with a [project] table (added to an existing pyproject.toml that
+has none, its other tables kept), this launcher as `appenv`, a link NAME -> appenv per binary,
+.appenv/ and .venv/ in .gitignore, and uv.lock (`uv lock`). The project is virtual (no
+build-system): uv installs its dependencies, not the project itself. On a terminal without
+options it asks for each value; scripts give the options, --name at least. When a step fails,
+every file is put back as it was.
+
+Arguments:
+  [PATH]  The project directory, created if missing [default: the launcher's directory]
+
+Options:
+      --name <NAME>         The project's name (required without a terminal)
+      --dep <REQUIREMENT>   A dependency, like 'httpie>=3' (repeatable)
+      --binary <NAME>       Link NAME -> appenv, to run the binary NAME (repeatable)
+      --python <VERSION>    A version (3.12): requires-python >=3.12 and [tool.appenv] python;
+                            a specifier (>=3.10,<3.13): requires-python only [default: >=X.Y of
+                            the Python uv finds]
+      --description <TEXT>  The project's description
+
+Example:
+  ./appenv init --name ops-tools --dep 'httpie>=3' --binary http
+""",
+    "migrate": """\
+Turn a classic appenv project into pyproject.toml and uv.lock
+
+Usage: ./appenv migrate [OPTIONS] [PATH]
+
+Reads the classic appenv's files in PATH. requirements.txt: its requirements become [project]
+dependencies; its `# appenv-python-preference: 3.9,3.10` line requires-python >=3.9,<3.11;
+--index-url, --extra-index-url and --find-links become [[tool.uv.index]] entries, without the
+credentials in their URLs (uv reads those from UV_INDEX_<NAME>_USERNAME and _PASSWORD).
+requirements.lock: the versions it pins stay the versions of the first uv.lock. Then writes what
+`init` writes, this launcher replacing `appenv` (so the links to it keep working), and removes
+the classic environments from .appenv. Options with no equivalent (-e, --hash, -r, -c, ...) are
+listed on stderr. requirements.txt and requirements.lock are left as they are. When a step
+fails, every file is put back as it was.
+
+Arguments:
+  [PATH]  The classic project's directory [default: the launcher's directory]
+
+Options:
+      --name <NAME>  The project's name [default: the directory's name]
+""",
     "prepare": """\
 Build the production environment and print its path
 
@@ -1339,6 +2101,76 @@ class Command:
             raise usage_error("unknown command {!r}".format(args[0]))
         sys.stdout.write(HELP[args[0]])
         return 0
+
+    def do_init(self, args):
+        options, path = parse_options(args, "init", ("--name", "--python", "--description"),
+                                      ("--dep", "--binary"))
+        new = NewProject(self.target(path), "init")
+        if not options and not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise Problem(64, INIT_EXAMPLE)  # no one to ask: the questions go to stderr
+        if options and "--name" not in options:
+            raise Problem(64, "--name is missing. " + INIT_EXAMPLE)
+        new.check()
+        if options:
+            new.name = project_name(options["--name"])
+            new.description = plain_text(options.get("--description", ""), "--description")
+            new.dependencies = [requirement_text(d) for d in options.get("--dep", [])]
+            new.binaries = binary_names(" ".join(options.get("--binary", [])))
+            if "--python" in options:
+                new.requires_python, new.python = python_setting(options["--python"])
+        else:
+            Questions(new).ask_all()
+        new.create()
+        first = new.where(new.binaries[0]) if new.binaries else launcher_command() + " uv add NAME"
+        say("created the project {} in {}: {}.\nNext: {}; commit the files: git add {}".format(
+            new.name, new.root, ", ".join(new.written()), first, " ".join(new.written())))
+        return 0
+
+    def do_migrate(self, args):
+        options, path = parse_options(args, "migrate", ("--name",))
+        root = self.target(path)
+        classic = ClassicProject(root)
+        new = NewProject(root, "migrate")
+        new.replace_launcher = True
+        new.name = project_name(options.get("--name") or default_name(root))
+        new.dependencies, new.indexes = classic.dependencies, classic.indexes
+        new.requires_python = classic.requires_python()
+        new.check()
+        pins, stale = classic.pins()
+        if stale:
+            say("requirements.lock is out of date with requirements.txt (its hash differs); its "
+                "versions are kept all the same")
+        classic.report_skipped()
+        new.create(pins, classic.environ(), hint=" If the versions requirements.lock pins are "
+                   "the problem, move requirements.lock away to lock afresh." if pins else "")
+        new.binaries = links_to(root, new.launcher_path)
+        removed = remove_classic_environments(root)
+        locked = LockDiff.packages(Project(root).lock())
+        kept = [p for p in pins if p.partition("==")[2] in locked.get(p.partition("==")[0], ())]
+        lines = ["migrated {} to pyproject.toml and uv.lock: requires-python {}; {}.".format(
+            root, new.requires_python, "versions kept from requirements.lock: {} of {} pins (the "
+            "others name packages no longer needed)".format(len(kept), len(pins)) if pins else
+            "no requirements.lock, so the newest versions")]
+        if new.binaries:
+            lines.append("The links keep working: " + ", ".join(new.binaries))
+        if removed:
+            lines.append("Removed the classic environments in .appenv: " + ", ".join(removed))
+        for index in new.indexes:
+            if index.variables():
+                lines.append(
+                    "The index {} ({}) needs the credentials that were in its URL; they are kept "
+                    "out of pyproject.toml. Set {} wherever uv.lock is updated or environments "
+                    "are built (or use ~/.netrc, or `uv auth login`).".format(
+                        index.name, index.url, " and ".join(index.variables())))
+        lines.append("requirements.txt and requirements.lock are left as they were; remove them "
+                     "once the migration works. Commit the files: git add "
+                     + " ".join(new.written()))
+        say("\n".join(lines))
+        return 0
+
+    def target(self, path):
+        """PATH of init and migrate; without it, the project root."""
+        return os.path.abspath(path) if path else self.root
 
     def do_prepare(self, args):
         add_extras, add_groups, partial = [], [], []
@@ -1492,8 +2324,7 @@ class Command:
                              "self-update {}".format(target, launcher_version(theirs),
                                                      __version__, os.path.dirname(target)))
         try:  # whole or not at all: a launch that starts meanwhile reads one or the other
-            write_atomically(target, mine)
-            os.chmod(target, 0o755)
+            write_atomically(target, mine, mode=0o755)
         except OSError as e:
             raise Problem(73, "cannot write {}: {}".format(target, e.strerror))
         say("updated {} from appenv {} to {}".format(target, launcher_version(theirs),
@@ -1539,6 +2370,33 @@ def leading_options(args):
             break
         options.append(arg)
     return options
+
+
+def parse_options(args, command, single=(), repeatable=()):
+    """`--option VALUE` or `--option=VALUE` for the options named, and at most one PATH."""
+    options, paths = {}, []
+    args = list(args)
+    while args:
+        arg = args.pop(0)
+        if arg.startswith("-") and arg != "-":
+            name, equals, value = arg.partition("=")
+            if name not in single + repeatable:
+                raise usage_error("unexpected option {!r}".format(name), command)
+            if not equals:
+                if not args:
+                    raise usage_error("{} needs a value".format(name), command)
+                value = args.pop(0)
+            if name in repeatable:
+                options.setdefault(name, []).append(value)
+            elif name in options:
+                raise usage_error("{} is given twice".format(name), command)
+            else:
+                options[name] = value
+        else:
+            paths.append(arg)
+    if len(paths) > 1:
+        raise usage_error("unexpected argument {!r}".format(paths[1]), command)
+    return options, (paths[0] if paths else None)
 
 
 def usage_error(message, command=None):

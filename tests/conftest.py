@@ -82,6 +82,20 @@ def base_env(tmp_path_factory, index):
     return env
 
 
+@pytest.fixture(scope="session")
+def appenv_libraries(base_env, index):
+    """appenv's own libraries already in its cache (XDG_CACHE_HOME/appenv/lib/pyX.Y), for tests
+    that take the fixture's index away from uv and so from appenv's on-demand install."""
+    target = os.path.join(base_env["XDG_CACHE_HOME"], "appenv", "lib",
+                          "py{}.{}".format(*sys.version_info[:2]))
+    if not os.path.isdir(target):
+        names = ["packaging"] + (["tomli"] if sys.version_info < (3, 11) else [])
+        subprocess.run([UV, "pip", "install", "--quiet", "--python", PYTHON, "--target", target,
+                        "--no-index", "--find-links", str(index)] + names,
+                       env=base_env, check=True)
+    return target
+
+
 class Project:
     """A project directory with the launcher copied in as `appenv`, used through subprocesses."""
 
@@ -130,6 +144,17 @@ class Project:
     def cmd(self, *args, **kwargs):
         return self.run([self.appenv] + list(args), **kwargs)
 
+    def refused(self, argv, status, *words, **kwargs):
+        """Run ARGV, expecting exit STATUS, WORDS on stderr, and every file as it was."""
+        before = listing(self.root)
+        result = self.run(argv, **kwargs)
+        assert result.returncode == status, (result.returncode, result.stderr)
+        for word in words:
+            assert word in result.stderr
+        assert result.stdout == "" and "Traceback" not in result.stderr
+        assert listing(self.root) == before
+        return result
+
     def environments(self):
         envs = self.root / ".appenv" / "envs"
         return sorted(p.name for p in envs.iterdir() if not p.name.startswith(".")) \
@@ -167,6 +192,32 @@ def project_factory(tmp_path, base_env):
         return project
 
     return make
+
+
+@pytest.fixture
+def bare_factory(tmp_path, base_env):
+    """A directory with only the launcher in it, as `appenv`: where a user runs init."""
+    def make(name="new", launcher=True):
+        root = tmp_path / name
+        root.mkdir(parents=True)
+        if launcher:
+            shutil.copy(LAUNCHER, root / "appenv")
+        return Project(root, base_env)
+
+    return make
+
+
+def listing(root):
+    """Every path under ROOT with its content (file bytes, or a link's target): a snapshot."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink():
+            found[str(path.relative_to(root))] = "-> " + os.readlink(path)
+        elif path.is_file():
+            found[str(path.relative_to(root))] = path.read_bytes()
+        else:
+            found[str(path.relative_to(root))] = "dir"
+    return found
 
 
 @pytest.fixture
