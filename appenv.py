@@ -251,9 +251,10 @@ class Selection:
                 config.groups if self.groups is None else self.groups)
 
     def adding(self, config, extras, groups):
-        """This selection with more extras and groups, as the variables would say it."""
+        """This selection with more extras or groups, as the variables would say it."""
         current_extras, current_groups = self.resolve(config)
-        return Selection(set(current_extras) | set(extras), set(current_groups) | set(groups))
+        return Selection(set(current_extras) | set(extras) if extras else self.extras,
+                         set(current_groups) | set(groups) if groups else self.groups)
 
     def variables(self):
         """The APPENV_EXTRAS and APPENV_GROUPS that select this, for a message."""
@@ -331,10 +332,8 @@ class Project:
         if lock and not os.path.isfile(self.lock_path):
             raise Problem(66, "No uv.lock found. Run: {} update-lockfile".format(launcher_command()))
         self.pyproject()
-        if lock:  # conflict markers here; uv reports any other fault of uv.lock (`diagnose`)
-            with open(self.lock_path, "rb") as f:
-                if our_side(f.read()) is not None:
-                    read_toml(self.lock_path)
+        if lock and self.lock_conflict() is not None:  # uv reports any other fault of uv.lock
+            read_toml(self.lock_path)  # exit 65 with the recipe; see `diagnose` for the rest
 
     def diagnose(self):
         """After uv failed: exit 65 with the file and line if uv.lock is not valid TOML."""
@@ -349,8 +348,10 @@ class Project:
         try:
             with open(self.lock_path, "rb") as f:
                 data = f.read()
-        except OSError:
+        except FileNotFoundError:
             return None
+        except OSError as e:
+            raise Problem(66, "cannot read {}: {}".format(self.lock_path, e.strerror))
         return data if our_side(data) is not None else None
 
     def take_our_side_of_lock(self, conflicted):
@@ -782,7 +783,9 @@ class Uv:
 
 def build(project, env, partial=()):
     """Make environment ENV ready: wait for another appenv building it, or build it in place."""
-    plan = Plan.of(project, env)
+    # Work the plan out before taking the lock, so that a project that cannot be built fails
+    # leaving nothing behind; a ready environment (`prepare` again) needs none.
+    plan = None if env.is_ready(hold=False) else Plan.of(project, env)
     with Builder(env.home) as builder:
         return builder.ensure(project, env, plan, partial)
 
@@ -915,7 +918,7 @@ class Builder:
             if env.is_ready():  # built by the appenv we waited for; enough for partial too
                 self.point_current(env)
                 return env
-            if plan.key != env.key:
+            if plan is None or plan.key != env.key:
                 plan = Plan.of(project, env)
             if not os.path.exists(os.path.join(env.path, PARTIAL)):
                 discard(env.path)  # a crashed or hand-broken build: never used, built again
@@ -1974,8 +1977,10 @@ Options:
       --no-install-workspace          Do not install any workspace member
       --no-install-package <PACKAGE>  Do not install this package (repeatable)
 
-With a --no-install-* option the environment is left unfinished: a later `prepare` without it
-completes the same environment in place, and only then do symlinks use it.
+With --extra or --group it builds the environment that APPENV_EXTRAS or APPENV_GROUPS, set to
+the full list, select for symlinks, and says so. With a --no-install-* option the environment
+is left unfinished: a later `prepare` without it completes the same environment in place, and
+only then do symlinks use it; an environment already ready is left as it is.
 """,
     "update-lockfile": """\
 Update uv.lock from pyproject.toml and summarise the changes

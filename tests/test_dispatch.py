@@ -162,3 +162,21 @@ def test_the_launcher_is_compiled_once_per_content_not_per_path(project_factory,
         f.write("# an edited launcher\n")
     assert report(second.run(["./tool-a"], env=env))["tool"] == "tool-a"
     assert len(list((cache / "appenv" / "bytecode").iterdir())) == 2
+
+
+COMMANDS = ["init", "migrate", "prepare", "update-lockfile", "run", "uv", "python", "status",
+            "reset", "self-update", "help"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_help_is_the_documented_text(project, command):
+    help_text = project.cmd("help", command, check=0).stdout
+    usage = project.cmd("--help", check=0).stdout
+    if command != "help":
+        assert project.cmd(command, "--help", check=0).stdout == help_text
+    assert "\n  {} ".format(command) in usage
+    docs = os.path.join(os.path.dirname(LAUNCHER), "docs", "commands.md")
+    with open(docs) as f:
+        text = f.read()
+    assert usage in text, "docs/commands.md: paste `./appenv --help`"
+    assert help_text in text, "docs/commands.md: paste `./appenv help {}`".format(command)

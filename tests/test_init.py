@@ -207,14 +207,3 @@ def test_an_existing_file_in_the_way_of_a_link_is_refused(bare_factory):
     project.write("tool-a", "a file of mine\n")
     project.refused([project.appenv, "init", "--name", "demo", "--dep", "tool-a", "--binary",
                      "tool-a"], 65, "is not a link to appenv")
-
-
-@pytest.mark.parametrize("command", ["init", "migrate"])
-def test_help_is_the_documented_text(bare_factory, command):
-    project = bare_factory()
-    help_text = project.cmd(command, "--help", check=0).stdout
-    assert project.cmd("help", command, check=0).stdout == help_text
-    assert command in project.cmd("--help", check=0).stdout
-    docs = os.path.join(os.path.dirname(LAUNCHER), "docs", "commands.md")
-    with open(docs) as f:
-        assert help_text in f.read(), "docs/commands.md: paste `./appenv help {}`".format(command)
