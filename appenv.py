@@ -79,6 +79,7 @@ def remember_bytecode(path, source, code):
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_atomically(path, source + marshal.dumps(code), durable=False)
+        prune(os.path.dirname(path), 20)  # launchers of other versions, other Pythons
     except OSError:
         pass  # a read-only home: compiled on every run, as a script would be
 
@@ -1847,14 +1848,20 @@ class ClassicProject:
 
 
 def links_to(root, launcher):
-    """The names in ROOT that are links to the launcher: the binaries a project runs."""
-    try:
-        entries = sorted(os.listdir(root))
-    except OSError:
-        return []
+    """The links in the project that lead to the launcher, as paths relative to ROOT: the
+    binaries it runs. Hidden directories (.git, .appenv, .venv) and node_modules are skipped."""
     target = os.path.realpath(launcher)
-    return [e for e in entries if e not in LAUNCHER_NAMES and os.path.islink(os.path.join(root, e))
-            and os.path.realpath(os.path.join(root, e)) == target]
+    found = []
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and d not in ("node_modules", "__pycache__"))
+        for name in sorted(files + [d for d in dirs if os.path.islink(
+                os.path.join(directory, d))]):
+            path = os.path.join(directory, name)
+            if (name not in LAUNCHER_NAMES and os.path.islink(path)
+                    and os.path.realpath(path) == target):
+                found.append(os.path.relpath(path, root))
+    return found
 
 
 def remove_classic_environments(root):
@@ -2507,22 +2514,12 @@ class Status:
 
     def links(self, env):
         """Each symlink in the project that leads to this launcher, and whether it runs."""
-        launcher = os.path.realpath(__file__)
         ready = env.is_ready(hold=False)
         found = []
-        for directory, dirs, files in os.walk(self.root):
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                             and d not in ("node_modules", "__pycache__"))
-            for name in sorted(files + [d for d in dirs if os.path.islink(
-                    os.path.join(directory, d))]):
-                path = os.path.join(directory, name)
-                if not os.path.islink(path) or os.path.realpath(path) != launcher:
-                    continue
-                if name in LAUNCHER_NAMES:
-                    continue
-                binary = os.path.exists(os.path.join(env.path, "bin", name)) if ready else None
-                found.append({"name": name, "path": os.path.relpath(path, self.root),
-                              "binary": binary})
+        for path in links_to(self.root, __file__):
+            name = os.path.basename(path)
+            binary = os.path.exists(os.path.join(env.path, "bin", name)) if ready else None
+            found.append({"name": name, "path": path, "binary": binary})
         return found
 
     @staticmethod
