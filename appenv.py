@@ -2233,6 +2233,9 @@ class Command:
         uv = Uv.find(config.required_uv)
         checking = "--check" in args or "--locked" in args
         dry_run = "--dry-run" in args
+        if checking and not project.has_lock():
+            raise Problem(1, "No uv.lock found. Run: {} update-lockfile, then commit uv.lock"
+                          .format(launcher_command()))
         conflicted = project.lock_conflict()
         if conflicted is not None:
             if checking or dry_run:
@@ -2332,9 +2335,11 @@ class Command:
             say("{} is up to date (appenv {})".format(target, __version__))
             return 0
         if check:
-            raise Problem(1, "{} (appenv {}) differs from this appenv {}. Run: appenv "
-                             "self-update {}".format(target, launcher_version(theirs),
-                                                     __version__, os.path.dirname(target)))
+            me = os.path.realpath(__file__)
+            raise Problem(1, "{} (appenv {}) differs from {} (appenv {}). To update it, run: "
+                             "python3 {} self-update {}".format(
+                                 target, launcher_version(theirs), me, __version__, me,
+                                 os.path.dirname(target)))
         try:  # whole or not at all: a launch that starts meanwhile reads one or the other
             write_atomically(target, mine, mode=0o755)
         except OSError as e:

@@ -65,6 +65,7 @@ def test_self_update_writes_this_launcher_over_the_project_s(project, tmp_path):
                            cwd=tmp_path)
     result = run("--check", str(project.root))
     assert result.returncode == 1 and "differs" in result.stderr
+    assert "run: python3 {} self-update {}".format(newer, project.root) in result.stderr
     assert (project.root / "appenv").read_bytes() == open(LAUNCHER, "rb").read()
     result = run(str(project.root))
     assert result.returncode == 0, result.stderr

@@ -125,6 +125,9 @@ def test_update_lockfile_summarises_each_change(project_factory):
 
 def test_update_lockfile_creates_a_missing_lock(project_factory):
     project = project_factory(lock=False)
+    result = project.cmd("update-lockfile", "--check")
+    assert result.returncode == 1 and "No uv.lock found" in result.stderr
+    assert not (project.root / "uv.lock").exists()
     result = project.cmd("update-lockfile", check=0)
     assert "added      tool-a 1.0" in result.stderr
     assert "demo" not in result.stderr  # the project itself: not pinned by the lock
