@@ -325,6 +325,13 @@ class Project:
 
     def check(self, lock=True):
         """Fail with the error table's status when the files cannot be used."""
+        self.check_present(lock)
+        self.pyproject()
+        if lock and self.lock_conflict() is not None:  # uv reports any other fault of uv.lock
+            read_toml(self.lock_path)  # exit 65 with the recipe; see `diagnose` for the rest
+
+    def check_present(self, lock=True):
+        """Exit 66 when pyproject.toml, or uv.lock, is not there."""
         if not os.path.isfile(self.pyproject_path):
             hint = "Run: {} init".format(launcher_command())
             if os.path.exists(os.path.join(self.root, "requirements.txt")):
@@ -332,9 +339,6 @@ class Project:
             raise Problem(66, "No pyproject.toml found in {}. {}".format(self.root, hint))
         if lock and not os.path.isfile(self.lock_path):
             raise Problem(66, "No uv.lock found. Run: {} update-lockfile".format(launcher_command()))
-        self.pyproject()
-        if lock and self.lock_conflict() is not None:  # uv reports any other fault of uv.lock
-            read_toml(self.lock_path)  # exit 65 with the recipe; see `diagnose` for the rest
 
     def diagnose(self):
         """After uv failed: exit 65 with the file and line if uv.lock is not valid TOML."""
@@ -784,11 +788,10 @@ class Uv:
 
 def build(project, env, partial=()):
     """Make environment ENV ready: wait for another appenv building it, or build it in place."""
-    # Work the plan out before taking the lock, so that a project that cannot be built fails
-    # leaving nothing behind; a ready environment (`prepare` again) needs none.
-    plan = None if env.is_ready(hold=False) else Plan.of(project, env)
-    with Builder(env.home) as builder:
-        return builder.ensure(project, env, plan, partial)
+    if not env.is_ready(hold=False):  # `prepare` again: nothing to check, nothing to find
+        project.check_present()  # before making .appenv: a missing file leaves nothing behind
+    with Builder(env.home) as builder:  # a home that cannot be written: 73, before any work
+        return builder.ensure(project, env, partial)
 
 
 class Plan:
@@ -914,7 +917,8 @@ class Builder:
     def __exit__(self, *exc):
         os.close(self.fd)
 
-    def ensure(self, project, env, plan, partial):
+    def ensure(self, project, env, partial):
+        plan = None
         for _attempt in range(3):
             if env.is_ready():  # built by the appenv we waited for; enough for partial too
                 self.point_current(env)

@@ -282,6 +282,9 @@ def test_read_only_project(project, tmp_path):
     assert result.returncode == 73
     assert str(project.root / ".appenv") in result.stderr
     assert "./appenv prepare" in result.stderr and "APPENV_HOME" in result.stderr
+    nothing = {"XDG_CACHE_HOME": str(tmp_path / "empty"), "PIP_FIND_LINKS": "/nonexistent",
+               "UV_FIND_LINKS": "/nonexistent", "APPENV_UV": "/nonexistent/uv"}
+    assert run_read_only(project, ["./tool-a"], env=nothing).returncode == 73  # says so first
     home = tmp_path / "envs"
     result = run_read_only(project, ["./tool-a"], env={"APPENV_HOME": str(home)})
     assert version_of(result) == "1.0"
