@@ -122,7 +122,26 @@ class Home:
 
     def environment(self, selection):
         """The environment for the project's files as they are now, and this selection."""
-        return Environment(self, fingerprint(self.root, selection), selection)
+        base = fingerprint(self.root, b"appenv %s\0%s" % (FORMAT.encode(), selection.encode()),
+                           ("pyproject.toml", "uv.lock", ".python-version"))
+        members = self.members(base)  # workspace members: their pyproject.toml count too
+        key = fingerprint(self.root, base.encode(), members) if members else base
+        return Environment(self, key, selection, base)
+
+    def members(self, base):
+        """The pyproject.toml files of the workspace members and path dependencies, recorded
+        for these root files by the first build (see `Project.member_files`)."""
+        try:
+            with open(os.path.join(self.path, "members", base), "rb") as f:
+                return os.fsdecode(f.read()).split("\n")
+        except OSError:
+            return ()
+
+    def record_members(self, base, members):
+        directory = os.path.join(self.path, "members")
+        os.makedirs(directory, exist_ok=True)
+        write_atomically(os.path.join(directory, base), "\n".join(members), durable=False)
+        prune(directory, 50)
 
     def current(self):
         """The environment `current` points to, if it is complete."""
@@ -137,8 +156,8 @@ class Home:
 class Environment:
     """A virtual environment under envs/<fingerprint>, never changed once marked ready."""
 
-    def __init__(self, home, key, selection):
-        self.home, self.key, self.selection = home, key, selection
+    def __init__(self, home, key, selection, base=None):
+        self.home, self.key, self.selection, self.base = home, key, selection, base or key
         self.path = os.path.join(home.envs, key)
         self.marker = os.path.join(self.path, READY)
 
@@ -196,11 +215,11 @@ class Environment:
             raise Problem(126, "cannot run {}: {}".format(path, e.strerror))
 
 
-def fingerprint(root, selection):
-    """A digest of everything that decides what an environment holds."""
+def fingerprint(root, prefix, names):
+    """A digest of everything that decides what an environment holds: PREFIX and the files."""
     h = hasher()
-    h.update(b"appenv " + FORMAT.encode() + b"\0" + selection.encode())
-    for name in ("pyproject.toml", "uv.lock", ".python-version"):
+    h.update(prefix)
+    for name in names:
         try:
             with open(os.path.join(root, name), "rb") as f:
                 data = f.read()
@@ -339,6 +358,29 @@ class Project:
             raise Problem(66, "No pyproject.toml found in {}. {}".format(self.root, hint))
         if lock and not os.path.isfile(self.lock_path):
             raise Problem(66, "No uv.lock found. Run: {} update-lockfile".format(launcher_command()))
+
+    def member_files(self):
+        """The pyproject.toml of each workspace member and path dependency, relative to the
+        root: uv installs them too, so their content decides the environment's."""
+        import glob
+
+        uv = self.pyproject().get("tool", {}).get("uv", {})
+        workspace = uv.get("workspace", {})
+        directories = set()
+        for pattern in workspace.get("members", []):
+            directories.update(glob.glob(os.path.join(self.root, pattern)))
+        for pattern in workspace.get("exclude", []):
+            directories.difference_update(glob.glob(os.path.join(self.root, pattern)))
+        for source in uv.get("sources", {}).values():
+            for entry in source if isinstance(source, list) else [source]:
+                if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                    directories.add(os.path.join(self.root, entry["path"]))
+        found = []
+        for directory in directories:
+            path = os.path.normpath(os.path.join(directory, "pyproject.toml"))
+            if os.path.isfile(path) and path != self.pyproject_path:
+                found.append(os.path.relpath(path, self.root))
+        return sorted(found)
 
     def diagnose(self):
         """After uv failed: exit 65 with the file and line if uv.lock is not valid TOML."""
@@ -804,19 +846,21 @@ class Plan:
     straight to `uv sync`.
     """
 
-    def __init__(self, key, uv, options, keep):
+    def __init__(self, key, uv, options, keep, members):
         self.key, self.uv, self.options, self.keep = key, uv, options, keep
+        self.members = members
 
     @classmethod
     def of(cls, project, env):
-        return cls.recall(env.key) or cls.work_out(project, env)
+        return cls.recall(env.base) or cls.work_out(project, env)
 
     @classmethod
     def work_out(cls, project, env):
         project.check()
         config = project.config()
         uv = Uv.find(config.required_uv)
-        plan = cls(env.key, uv, config.sync_options(env.selection), config.keep)
+        plan = cls(env.base, uv, config.sync_options(env.selection), config.keep,
+                   project.member_files())
         plan.remember()
         return plan
 
@@ -837,17 +881,20 @@ class Plan:
         try:
             with open(cls.path(key), "rb") as f:
                 fields = f.read().decode("utf-8").split("\0")
-            situation, (version, how, keep), options = fields[:6], fields[6:9], fields[9:]
+            situation, (version, how, keep, members), options = (fields[:6], fields[6:10],
+                                                                  fields[10:])
             keep = int(keep)
         except (OSError, ValueError):
             return None
         if situation != cls.situation(situation[4]):
             return None
-        return cls(key, Uv(situation[4], version, how), options, keep)
+        return cls(key, Uv(situation[4], version, how), options, keep,
+                   members.split("\n") if members else [])
 
     def remember(self):
         fields = self.situation(self.uv.path) + [str(self.uv.version), self.uv.how,
-                                                 str(self.keep)] + self.options
+                                                 str(self.keep), "\n".join(self.members)]
+        fields += self.options
         try:
             os.makedirs(os.path.dirname(self.path(self.key)), exist_ok=True)
             write_atomically(self.path(self.key), "\0".join(fields), durable=False)
@@ -923,8 +970,14 @@ class Builder:
             if env.is_ready():  # built by the appenv we waited for; enough for partial too
                 self.point_current(env)
                 return env
-            if plan is None or plan.key != env.key:
+            if plan is None or plan.key != env.base:
                 plan = Plan.of(project, env)
+            if list(self.home.members(env.base)) != plan.members:
+                self.home.record_members(env.base, plan.members)
+                env = self.home.environment(env.selection)
+                if env.is_ready():
+                    self.point_current(env)
+                    return env
             if not os.path.exists(os.path.join(env.path, PARTIAL)):
                 discard(env.path)  # a crashed or hand-broken build: never used, built again
             self.sync(env, project, plan, partial)

@@ -103,50 +103,61 @@ def test_workspace_packages_select_the_members_and_their_binaries(project_factor
 
 
 BACKEND = '''
-"""A build backend in the project's tree, so that the test needs no index for it."""
-import base64, hashlib, os, zipfile
+"""A build backend in the project's tree, so that the tests need no index for one: a wheel of
+the modules listed in [tool.backend] modules, with [project]'s name, version and scripts."""
+import base64, hashlib, os, tomllib, zipfile
 
-NAME, VERSION = "demo", "0.1"
 
-
-def _wheel(directory, files):
-    name = "{}-{}-py3-none-any.whl".format(NAME, VERSION)
-    info = "{}-{}.dist-info/".format(NAME, VERSION)
-    files = dict(files)
-    files[info + "METADATA"] = "Metadata-Version: 2.1\\nName: {}\\nVersion: {}\\n".format(NAME, VERSION)
-    files[info + "WHEEL"] = "Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
-    files[info + "entry_points.txt"] = "[console_scripts]\\ndemo-tool = demo_app:main\\n"
+def _wheel(directory, editable):
+    with open("pyproject.toml", "rb") as f:
+        data = tomllib.load(f)
+    name, version = data["project"]["name"].replace("-", "_"), data["project"]["version"]
+    info = "{}-{}.dist-info/".format(name, version)
+    files = {info + "METADATA": "Metadata-Version: 2.1\\nName: {}\\nVersion: {}\\n".format(
+                 data["project"]["name"], version),
+             info + "WHEEL": "Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\n"
+                             "Tag: py3-none-any\\n",
+             info + "entry_points.txt": "[console_scripts]\\n" + "".join(
+                 "{} = {}\\n".format(k, v) for k, v in data["project"].get("scripts", {}).items())}
+    if editable:
+        files[name + ".pth"] = os.path.abspath(".") + "\\n"
+    else:
+        for module in data["tool"]["backend"]["modules"]:
+            with open(module + ".py") as f:
+                files[module + ".py"] = f.read()
+    wheel = "{}-{}-py3-none-any.whl".format(name, version)
     record = []
-    with zipfile.ZipFile(os.path.join(directory, name), "w") as z:
+    with zipfile.ZipFile(os.path.join(directory, wheel), "w") as z:
         for path, text in files.items():
-            data = text.encode()
-            z.writestr(path, data)
-            sha = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            record.append("{},sha256={},{}".format(path, sha, len(data)))
-        record.append(info + "RECORD,,")
-        z.writestr(info + "RECORD", "\\n".join(record) + "\\n")
-    return name
+            z.writestr(path, text)
+            sha = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+            record.append("{},sha256={},{}".format(path, sha.decode(), len(text.encode())))
+        z.writestr(info + "RECORD", "\\n".join(record + [info + "RECORD,,"]) + "\\n")
+    return wheel
 
 
 def build_wheel(directory, config_settings=None, metadata_directory=None):
-    with open("demo_app.py") as f:
-        return _wheel(directory, {"demo_app.py": f.read()})
+    return _wheel(directory, editable=False)
 
 
 def build_editable(directory, config_settings=None, metadata_directory=None):
-    return _wheel(directory, {"demo.pth": os.path.abspath(".") + "\\n"})
-
-
-def build_sdist(directory, config_settings=None):
-    raise NotImplementedError
+    return _wheel(directory, editable=True)
 '''
+BUILT_BY_BACKEND = """
+[build-system]
+requires = []
+build-backend = "backend"
+backend-path = ["."]
+[tool.backend]
+modules = ["{module}"]
+"""
 
 
 def test_the_dockerfile_recipe_caches_dependencies_in_their_own_layer(project_factory, tmp_path):
     """docs/workflows.md's Dockerfile, step by step, without Docker."""
     source = project_factory(dependencies=["tool-a==1.5"], links=["demo-tool"], lock=False,
-                             extra='[build-system]\nrequires = []\nbuild-backend = "backend"\n'
-                                   'backend-path = ["."]\n')
+                             extra='[project.scripts]\ndemo-tool = "demo_app:main"\n'
+                                   + BUILT_BY_BACKEND.format(module="demo_app"))
     source.write("backend.py", BACKEND)
     source.write("demo_app.py", "import json, lib_b\ndef main():\n"
                                 "    print(json.dumps({'lib_b': lib_b.VERSION}))\n")
@@ -170,3 +181,25 @@ def test_the_dockerfile_recipe_caches_dependencies_in_their_own_layer(project_fa
     assert layer.installed(image / first)["demo"] == "0.1"
     # CMD ["./demo-tool"]
     assert json.loads(layer.run(["./demo-tool"], check=0).stdout) == {"lib_b": "2.0"}
+
+
+def test_a_workspace_member_s_new_binary_is_there_on_the_next_run(project_factory):
+    """A member's pyproject.toml decides the environment too, though uv.lock may not change."""
+    project = project_factory(dependencies=["member"], links=["first", "second"], lock=False,
+                              extra=WORKSPACE + '\n[tool.uv.sources]\nmember = '
+                                                '{ workspace = true }\n')
+    member = 'name = "member"\nversion = "0.1"\nrequires-python = ">=3.8"\n'
+    project.write("packages/member/tool.py", "def main():\n    print('ran')\n")
+    project.write("packages/member/backend.py", BACKEND)
+    scripts = '[project]\n' + member + '[project.scripts]\nfirst = "tool:main"\n'
+    project.write("packages/member/pyproject.toml", scripts + BUILT_BY_BACKEND.format(
+        module="tool"))
+    project.lock()
+    lock = (project.root / "uv.lock").read_text()
+    assert project.run(["./first"], check=0).stdout == "ran\n"
+    assert project.run(["./second"]).returncode == 127
+    project.write("packages/member/pyproject.toml", scripts + 'second = "tool:main"\n'
+                  + BUILT_BY_BACKEND.format(module="tool"))
+    project.lock()
+    assert (project.root / "uv.lock").read_text() == lock  # scripts are not in the lock
+    assert project.run(["./second"], check=0).stdout == "ran\n"
