@@ -57,6 +57,27 @@ def test_launcher_on_each_cpython(project_factory, tmp_path, python):
                                                          check=0).stderr
 
 
+@pytest.mark.parametrize("python", pythons())
+def test_init_and_migrate_on_each_cpython(bare_factory, tmp_path, python):
+    """The commands that read TOML and requirements, under each interpreter as `python3`,
+    with appenv's libraries obtained on demand into a fresh cache."""
+    new = bare_factory("new")
+    env = {"PATH": path_without_uv(new, python).replace(":/usr", ":{}:/usr".format(
+        os.path.dirname(new.env["PATH"].split(":")[0]) + "/bin")),
+        "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    new.cmd("init", "--name", "demo", "--dep", "tool-a==1.5", "--binary", "tool-a", env=env,
+            check=0)
+    assert json.loads(new.run(["./tool-a"], env=env, check=0).stdout)["version"] == "1.5"
+    classic = bare_factory("classic")
+    classic.write("requirements.txt", "# appenv-python-preference: 3.8,3.9,3.10,3.11,3.12,3.13\n"
+                  "tool-a\n")
+    classic.write("requirements.lock", "tool-a==1.0\n")
+    classic.link("tool-a")
+    result = classic.cmd("migrate", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(classic.run(["./tool-a"], env=env, check=0).stdout)["version"] == "1.0"
+
+
 def test_uv_absent_is_installed_once_with_pip(project, tmp_path):
     env = {"PATH": path_without_uv(project), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     result = project.run(["./tool-a"], env=env, check=0)

@@ -4,6 +4,8 @@ import json
 import os
 import shutil
 
+import pytest
+
 from conftest import LAUNCHER
 
 
@@ -203,3 +205,14 @@ def test_a_workspace_member_s_new_binary_is_there_on_the_next_run(project_factor
     project.lock()
     assert (project.root / "uv.lock").read_text() == lock  # scripts are not in the lock
     assert project.run(["./second"], check=0).stdout == "ran\n"
+
+
+def test_tool_appenv_python_chooses_the_interpreter(project_factory):
+    from test_bootstrap import pythons
+
+    others = [p for p in pythons() if "/3.12." in p]
+    if not others:
+        pytest.skip("needs a CPython 3.12 from pyenv")
+    project = project_factory(extra='[tool.appenv]\npython = "{}"\n'.format(others[0]))
+    assert json.loads(project.run(["./tool-a"], check=0).stdout)["version"] == "1.0"
+    assert status(project)["environment"]["python"].startswith("3.12.")
