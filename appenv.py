@@ -25,13 +25,14 @@ tool to it (`ln -s appenv http`). This is what it does, in order:
    any other name is a binary to run from the project's production environment.
 2. Find the project: the directory of the real launcher file, every symlink resolved (or, when
    appenv is an installed command, the working directory or `--project DIR`).
-3. Fingerprint what decides the environment's content: uv.lock, pyproject.toml,
-   .python-version, the selected extras and groups, and this launcher's format. When the
-   environment with that fingerprint is ready and intact, exec the binary from it. That is the
-   warm path: no subprocess, no network, no write, no TOML.
-4. Otherwise (the cold path) read pyproject.toml, find uv (APPENV_UV, PATH, appenv's cache, or
-   install it there with pip), and, holding a file lock, build the environment where it will
-   live with `uv sync --frozen --no-dev`, mark it ready last, point `current` at it, and remove
+3. Fingerprint what decides the environment's content: uv.lock, pyproject.toml (the root's and
+   the workspace members'), .python-version, the selected extras and groups, and this
+   launcher's format. When the environment with that fingerprint is ready and intact, exec the
+   binary from it. That is the warm path: no subprocess, no network, no write, no TOML.
+4. Otherwise (the cold path) work out the build plan, or recall it from appenv's cache: read
+   pyproject.toml, find uv (APPENV_UV, PATH, appenv's cache, or install it there with pip).
+   Holding a file lock, build the environment where it will live with
+   `uv sync --frozen --no-dev`, mark it ready last, point `current` at it, and remove
    environments beyond the few kept.
 5. Exec the binary in the caller's directory, with the caller's arguments and APPENV_BASEDIR set
    to the project root.
@@ -70,18 +71,6 @@ def main(argv=None, installed=False):
     except KeyboardInterrupt:
         say("interrupted")
         return 130
-
-
-def remember_bytecode(path, source, code):
-    """Cache this file's bytecode after its source, which the lines at the top compare."""
-    import marshal
-
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_atomically(path, source + marshal.dumps(code), durable=False)
-        prune(os.path.dirname(path), 20)  # launchers of other versions, other Pythons
-    except OSError:
-        pass  # a read-only home: compiled on every run, as a script would be
 
 
 def launcher_root():
@@ -619,6 +608,18 @@ def describe_status(status):
     if isinstance(status, OSError):
         return status.strerror
     return "exit status {}".format(status)
+
+
+def remember_bytecode(path, source, code):
+    """Cache this file's bytecode after its source, which the lines at the top compare."""
+    import marshal
+
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_atomically(path, source + marshal.dumps(code), durable=False)
+        prune(os.path.dirname(path), 20)  # launchers of other versions, other Pythons
+    except OSError:
+        pass  # a read-only home: compiled on every run, as a script would be
 
 
 def cache_dir():
