@@ -4,11 +4,12 @@
 "path = os.path.realpath(sys.argv[1]); source = open(path, 'rb').read(); "\
 "cache = os.path.join(os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'), "\
 "'appenv', 'bytecode', '{}-{}'.format(sys.implementation.cache_tag, len(source))); "\
-"cached = open(cache, 'rb').read() if os.path.isfile(cache) else b''; "\
-"hit = cached[:len(source)] == source; "\
-"code = marshal.loads(cached[len(source):]) if hit else compile(source, path, 'exec'); "\
-"m = type(sys)('appenv'); m.__file__ = path; m.BYTECODE = None if hit else (cache, source, code); "\
-"exec(code, m.__dict__); sys.exit(m.main(sys.argv[1:]))" "$0" "$@"
+"exec('try:\n with open(cache, \"rb\") as f: cached = f.read()\n "\
+"code = marshal.loads(cached[len(source):]) if cached[:len(source)] == source else None\n "\
+"code.co_name\nexcept Exception:\n code = None'); "\
+"m = type(sys)('appenv'); m.__file__ = path; "\
+"m.BYTECODE = None if code else (cache, source, compile(source, path, 'exec')); "\
+"exec(code or m.BYTECODE[2], m.__dict__); sys.exit(m.main(sys.argv[1:]))" "$0" "$@"
 
 # The lines above are for sh, and a string for Python. They start Python isolated and without
 # site-packages (-I -S: a plain start costs 40 ms where site-packages is large, this one 9 ms),
@@ -119,10 +120,10 @@ class Home:
 
     def members(self, base):
         """The pyproject.toml files of the workspace members and path dependencies, recorded
-        for these root files by the first build (see `Project.member_files`)."""
+        for these root files by a build (see `member_files`)."""
         try:
             with open(os.path.join(self.path, "members", base), "rb") as f:
-                return os.fsdecode(f.read()).split("\n")
+                return [m for m in os.fsdecode(f.read()).split("\n") if m and "\0" not in m]
         except OSError:
             return ()
 
@@ -161,7 +162,9 @@ class Environment:
         fields = os.read(fd, 4096).decode("utf-8", "replace").split("\n")
         try:
             site, mtime = fields[2], int(fields[3])
-            if fields[0] != "appenv " + FORMAT or os.stat(site).st_mtime_ns != mtime:
+            if fields[0] != "appenv " + FORMAT or not site.startswith(self.path + os.sep):
+                return False  # a copy of the project: venvs do not move
+            if os.stat(site).st_mtime_ns != mtime:
                 return False
             os.stat(os.path.join(self.path, "bin", "python"))  # follows the link: Python gone?
         except (IndexError, ValueError, OSError):
@@ -200,7 +203,7 @@ class Environment:
             os.execve(path, [path] + list(args), environ)
         except FileNotFoundError:
             raise Problem(127, no_such_binary(self, name))
-        except PermissionError as e:
+        except OSError as e:  # not executable, not a program (ENOEXEC), ...
             raise Problem(126, "cannot run {}: {}".format(path, e.strerror))
 
 
@@ -216,7 +219,7 @@ def fingerprint(root, prefix, names):
             data = b"\0missing"
         except OSError:
             data = b"\0unreadable"
-        h.update(b"\0%s\0%d\0" % (name.encode(), len(data)))
+        h.update(b"\0%s\0%d\0" % (os.fsencode(name), len(data)))
         h.update(data)
     return h.hexdigest()[:24]
 
@@ -348,28 +351,18 @@ class Project:
         if lock and not os.path.isfile(self.lock_path):
             raise Problem(66, "No uv.lock found. Run: {} update-lockfile".format(launcher_command()))
 
-    def member_files(self):
-        """The pyproject.toml of each workspace member and path dependency, relative to the
-        root: uv installs them too, so their content decides the environment's."""
-        import glob
-
-        uv = self.pyproject().get("tool", {}).get("uv", {})
-        workspace = uv.get("workspace", {})
-        directories = set()
-        for pattern in workspace.get("members", []):
-            directories.update(glob.glob(os.path.join(self.root, pattern)))
-        for pattern in workspace.get("exclude", []):
-            directories.difference_update(glob.glob(os.path.join(self.root, pattern)))
-        for source in uv.get("sources", {}).values():
+    def member_patterns(self):
+        """Where the workspace members and path dependencies are: ("member" | "exclude" |
+        "path", text) from [tool.uv]. uv installs them too, so their pyproject.toml counts."""
+        uv = table(self.pyproject(), "tool", "uv")
+        workspace = table(uv, "workspace")
+        patterns = [("member", p) for p in strings(workspace.get("members"))]
+        patterns += [("exclude", p) for p in strings(workspace.get("exclude"))]
+        for source in table(uv, "sources").values():
             for entry in source if isinstance(source, list) else [source]:
                 if isinstance(entry, dict) and isinstance(entry.get("path"), str):
-                    directories.add(os.path.join(self.root, entry["path"]))
-        found = []
-        for directory in directories:
-            path = os.path.normpath(os.path.join(directory, "pyproject.toml"))
-            if os.path.isfile(path) and path != self.pyproject_path:
-                found.append(os.path.relpath(path, self.root))
-        return sorted(found)
+                    patterns.append(("path", entry["path"]))
+        return patterns
 
     def diagnose(self):
         """After uv failed: exit 65 with the file and line if uv.lock is not valid TOML."""
@@ -422,6 +415,28 @@ class Project:
         return os.path.relpath(path, self.root) if path.startswith(self.root) else path
 
 
+def member_files(root, patterns):
+    """The pyproject.toml files that PATTERNS (see `Project.member_patterns`) find now, relative
+    to ROOT. Globbed at each build, not remembered: a first build may lack the directories."""
+    import glob
+
+    directories = set()
+    for kind, pattern in patterns:
+        found = [os.path.join(root, pattern)]
+        if kind != "path":
+            found = glob.glob(os.path.join(glob.escape(root), pattern))
+        if kind == "exclude":
+            directories.difference_update(found)
+        else:
+            directories.update(found)
+    files = []
+    for directory in directories:
+        path = os.path.normpath(os.path.join(directory, "pyproject.toml"))
+        if os.path.isfile(path) and path != os.path.join(root, "pyproject.toml"):
+            files.append(os.path.relpath(path, root))
+    return sorted(files)
+
+
 def read_toml(path):
     """Parse a TOML file; a merge conflict or a syntax error is exit 65 with the place."""
     name = os.path.basename(path)
@@ -467,6 +482,18 @@ def our_side(data):
     return None if side else b"".join(kept)
 
 
+def table(data, *keys):
+    """data[key][key]...: a TOML table, or {} where it is missing or not a table."""
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def strings(value):
+    """The strings of a TOML array (anything else in it, or a non-array, is uv's to report)."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
 class Config:
     """[tool.appenv]: what the production environment holds (SPEC section 8)."""
 
@@ -474,10 +501,10 @@ class Config:
               "python": str, "keep": int}
 
     def __init__(self, pyproject):
-        table = pyproject.get("tool", {}).get("appenv", {})
-        if not isinstance(table, dict):
+        if not isinstance(table(pyproject, "tool").get("appenv", {}), dict):
             raise Problem(65, "pyproject.toml: [tool.appenv] must be a table")
-        for key, value in table.items():
+        settings = table(pyproject, "tool", "appenv")
+        for key, value in settings.items():
             kind = self.FIELDS.get(key)
             if kind is None:
                 raise Problem(65, "pyproject.toml: [tool.appenv] has no setting {!r}; known: {}"
@@ -489,15 +516,17 @@ class Config:
                 raise Problem(65, "pyproject.toml: [tool.appenv] {} must be {}".format(
                     key, {list: "a list of strings", bool: "true or false", str: "a string",
                           int: "a whole number"}[kind]))
-        self.extras = table.get("extras", [])
-        self.groups = table.get("groups", [])
-        self.packages = table.get("packages", [])
-        self.all_packages = table.get("all-packages", False)
-        self.python = table.get("python")
-        self.keep = table.get("keep", KEEP)
+        self.extras = settings.get("extras", [])
+        self.groups = settings.get("groups", [])
+        self.packages = settings.get("packages", [])
+        self.all_packages = settings.get("all-packages", False)
+        self.python = settings.get("python")
+        self.keep = settings.get("keep", KEEP)
         if self.keep < 1:
             raise Problem(65, "pyproject.toml: [tool.appenv] keep must be at least 1")
-        self.required_uv = pyproject.get("tool", {}).get("uv", {}).get("required-version")
+        self.required_uv = table(pyproject, "tool", "uv").get("required-version")
+        if not isinstance(self.required_uv, (str, type(None))):
+            raise Problem(65, "pyproject.toml: [tool.uv] required-version must be a string")
 
     def sync_options(self, selection):
         """The `uv sync` options for this configuration: production, exact, frozen."""
@@ -616,7 +645,7 @@ def remember_bytecode(path, source, code):
 
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_atomically(path, source + marshal.dumps(code), durable=False)
+        write_atomically(path, source + marshal.dumps(code))  # durable: a torn one is a miss
         prune(os.path.dirname(path), 20)  # launchers of other versions, other Pythons
     except OSError:
         pass  # a read-only home: compiled on every run, as a script would be
@@ -672,7 +701,7 @@ def quiet_status(command):
 
 
 def wait(pid):
-    """The exit status of a child (negative: the signal that killed it), as subprocess has it."""
+    """The exit status of a child; 128+N when signal N killed it."""
     try:
         _, status = os.waitpid(pid, 0)
     except BaseException:  # Ctrl-C: do not leave the child running behind our back
@@ -680,7 +709,7 @@ def wait(pid):
         os.waitpid(pid, 0)
         raise
     if os.WIFSIGNALED(status):
-        return -os.WTERMSIG(status)
+        return 128 + os.WTERMSIG(status)  # as a shell says it
     return os.WEXITSTATUS(status)
 
 
@@ -813,8 +842,6 @@ class Uv:
         """Run uv with output live on stderr; a failure is uv's status plus which step failed."""
         status = call(self.command(*args), env=env, pass_fds=pass_fds)
         if status != 0 and step:
-            if status < 0:
-                status = 128 - status
             raise Problem(status, "{} failed (uv exited with status {})".format(step, status))
         return status
 
@@ -847,9 +874,9 @@ class Plan:
     straight to `uv sync`.
     """
 
-    def __init__(self, key, uv, options, keep, members):
+    def __init__(self, key, uv, options, keep, member_patterns):
         self.key, self.uv, self.options, self.keep = key, uv, options, keep
-        self.members = members
+        self.member_patterns = member_patterns
 
     @classmethod
     def of(cls, project, env):
@@ -861,7 +888,7 @@ class Plan:
         config = project.config()
         uv = Uv.find(config.required_uv)
         plan = cls(env.base, uv, config.sync_options(env.selection), config.keep,
-                   project.member_files())
+                   project.member_patterns())
         plan.remember()
         return plan
 
@@ -889,12 +916,13 @@ class Plan:
             return None
         if situation != cls.situation(situation[4]):
             return None
-        return cls(key, Uv(situation[4], version, how), options, keep,
-                   members.split("\n") if members else [])
+        patterns = [tuple(line.split("\t", 1)) for line in members.split("\n") if line]
+        return cls(key, Uv(situation[4], version, how), options, keep, patterns)
 
     def remember(self):
         fields = self.situation(self.uv.path) + [str(self.uv.version), self.uv.how,
-                                                 str(self.keep), "\n".join(self.members)]
+                                                 str(self.keep), "\n".join(
+                                                     "\t".join(p) for p in self.member_patterns)]
         fields += self.options
         try:
             os.makedirs(os.path.dirname(self.path(self.key)), exist_ok=True)
@@ -968,13 +996,21 @@ class Builder:
     def ensure(self, project, env, partial):
         plan = None
         for _attempt in range(3):
+            env = self.home.environment(env.selection)  # as the appenv we waited for left it
             if env.is_ready():  # built by the appenv we waited for; enough for partial too
                 self.point_current(env)
                 return env
+            if os.path.exists(env.marker) and in_use(env.path):
+                say("the environment {} was changed by hand (or lost its interpreter), but a "
+                    "running process uses it: it is used as it is, and rebuilt once no process "
+                    "holds it".format(env.path))
+                env.hold()
+                return env
             if plan is None or plan.key != env.base:
                 plan = Plan.of(project, env)
-            if list(self.home.members(env.base)) != plan.members:
-                self.home.record_members(env.base, plan.members)
+            members = member_files(project.root, plan.member_patterns)
+            if list(self.home.members(env.base)) != members:
+                self.home.record_members(env.base, members)
                 env = self.home.environment(env.selection)
                 if env.is_ready():
                     self.point_current(env)
@@ -1062,8 +1098,8 @@ class Builder:
                 continue
             if os.path.exists(marker):
                 ready.append((os.stat(marker).st_mtime_ns, path))
-            elif not os.path.exists(os.path.join(path, PARTIAL)):
-                other.append(path)  # crashed builds and trash
+            else:
+                other.append(path)  # crashed builds, trash, partial builds of other files
         ready.sort(reverse=True)
         for _mtime, path in ready[keep - 1:]:
             discard_unless_in_use(path)
@@ -1181,12 +1217,15 @@ class LockDiff:
     @staticmethod
     def packages(lock):
         found = {}
-        for package in lock.get("package", []):
+        packages = lock.get("package", [])
+        for package in packages if isinstance(packages, list) else []:
+            if not isinstance(package, dict):
+                continue
             name, version = package.get("name"), package.get("version")
-            source = package.get("source", {})
+            source = table(package, "source")
             if "virtual" in source or "editable" in source:
                 continue  # the project and its workspace members: not pinned by the lock
-            if name:
+            if isinstance(name, str) and isinstance(version, (str, type(None))):
                 found.setdefault(name, set()).add(version or "(no version)")
         return found
 
@@ -2265,9 +2304,9 @@ class Command:
                 project.check()
                 data = project.pyproject()
                 if option == "--all-extras":
-                    add_extras += list(data.get("project", {}).get("optional-dependencies", {}))
+                    add_extras += list(table(data, "project", "optional-dependencies"))
                 else:
-                    add_groups += list(data.get("dependency-groups", {}))
+                    add_groups += list(table(data, "dependency-groups"))
             else:
                 raise usage_error("unexpected argument {!r}".format(option), "prepare")
         selection = Selection.from_environ()

@@ -180,3 +180,37 @@ def test_every_help_is_the_documented_text(project, command):
         text = f.read()
     assert usage in text, "docs/commands.md: paste `./appenv --help`"
     assert help_text in text, "docs/commands.md: paste `./appenv help {}`".format(command)
+
+
+def test_a_corrupt_bytecode_cache_is_compiled_again(project, tmp_path):
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    assert report(project.run(["./tool-a"], env=env))["tool"] == "tool-a"
+    (compiled,) = (tmp_path / "cache" / "appenv" / "bytecode").iterdir()
+    source = open(LAUNCHER, "rb").read()
+    compiled.write_bytes(compiled.read_bytes()[:len(source) + 100])  # a torn write
+    assert report(project.run(["./tool-a"], env=env))["tool"] == "tool-a"
+    compiled.write_bytes(source + b"\xe9 not marshal data")
+    assert report(project.run(["./tool-a"], env=env))["tool"] == "tool-a"
+    assert compiled.read_bytes() != source + b"\xe9 not marshal data"  # written whole again
+
+
+def test_a_binary_that_cannot_be_executed_is_126(project):
+    project.run(["./tool-a"], check=0)
+    weird = project.current() / "bin" / "weird"
+    weird.write_bytes(b"\x7fELF not really\n")
+    weird.chmod(0o755)
+    project.link("weird")
+    result = project.run(["./weird"])
+    assert result.returncode == 126 and "cannot run" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("text", ['tool = "x"\n', '[tool.uv]\nsources = []\n',
+                                  '[tool.uv.workspace]\nmembers = [1]\n',
+                                  '[tool.uv]\nrequired-version = 1\n'])
+def test_odd_shapes_in_pyproject_are_no_traceback(project, text):
+    path = project.root / "pyproject.toml"
+    path.write_text(path.read_text() + text)
+    result = project.run(["./tool-a"])
+    assert "Traceback" not in result.stderr, result.stderr
+    assert project.cmd("status").returncode == 0

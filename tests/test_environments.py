@@ -147,6 +147,28 @@ def test_a_process_keeps_its_environment_across_an_update(project_factory):
     assert not old.exists()  # no longer in use: collected
 
 
+def test_a_copied_project_builds_its_own_environment(project, tmp_path):
+    project.run(["./tool-a"], check=0)
+    copy = tmp_path / "copy"
+    shutil.copytree(str(project.root), str(copy), symlinks=True)  # .appenv included: cp -a
+    out = json.loads(subprocess.run([str(copy / "tool-a")], cwd=str(copy), env=project.env,
+                                    capture_output=True, text=True, check=True).stdout)
+    assert out["prefix"].startswith(str(copy))  # venvs do not move: built again
+
+
+def test_repair_waits_while_a_process_runs_in_the_environment(project_factory):
+    project = project_factory(dependencies=["tool-e"], links=["tool-e"])
+    with running(project) as finish:
+        env = project.current()
+        (project.site_packages() / "by_hand").mkdir()
+        result = project.run(["./tool-e"])
+        assert result.returncode == 0 and "a running process uses it" in result.stderr
+        assert (project.site_packages() / "by_hand").exists()  # not changed under it
+        assert finish() == "late 1.0\n"
+    version_of(project.run(["./tool-e"]))
+    assert project.current() == env and not (project.site_packages() / "by_hand").exists()
+
+
 def test_a_package_installed_by_hand_is_removed_on_the_next_run(project):
     project.run(["./tool-a"], check=0)
     env = project.current()
