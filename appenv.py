@@ -76,7 +76,7 @@ def main(argv=None, installed=False):
 
 def launcher_root():
     """The project root: the directory of the real launcher file, every link resolved."""
-    return os.path.dirname(os.path.realpath(__file__))
+    return os.path.dirname(launcher_file())
 
 
 def launch(root, name, args):
@@ -374,14 +374,8 @@ class Project:
 
     def lock_conflict(self):
         """uv.lock's bytes when they have git conflict markers, else None."""
-        try:
-            with open(self.lock_path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            raise Problem(66, "cannot read {}: {}".format(self.lock_path, e.strerror))
-        return data if our_side(data) is not None else None
+        data = read_bytes(self.lock_path)
+        return data if data is not None and our_side(data) is not None else None
 
     def take_our_side_of_lock(self, conflicted):
         """Replace a conflicted uv.lock with our side, so that `uv lock` prefers its versions.
@@ -933,8 +927,12 @@ class Plan:
 
 
 def launcher_digest():
-    with open(__file__, "rb") as f:
-        return digest(f.read())
+    return digest(read_bytes(launcher_file()))
+
+
+def launcher_file():
+    """This launcher's own file, every link resolved."""
+    return os.path.realpath(__file__)
 
 
 def file_identity(path):
@@ -1118,19 +1116,30 @@ def site_packages(env_path):
 
 def discard_unless_in_use(path):
     """Remove a ready environment unless a running process holds it; True when removed."""
+    return unless_in_use(path, discard) is not False
+
+
+def in_use(path):
+    """Whether a running process holds the environment (see `Environment.hold`)."""
+    return unless_in_use(path, lambda path: None) is False
+
+
+def unless_in_use(path, action):
+    """ACTION(path) while holding the environment's marker exclusively; False when a running
+    process holds it. A run that waits for the marker meanwhile then sees what ACTION did."""
     import fcntl
 
     try:
         fd = os.open(os.path.join(path, READY), os.O_RDONLY)
     except OSError:
-        discard(path)
-        return True
+        return action(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        discard(path)  # holding the lock: a run that waits for it then sees the marker gone
-        return True
     except BlockingIOError:
+        os.close(fd)
         return False
+    try:
+        return action(path)
     finally:
         os.close(fd)
 
@@ -1333,7 +1342,7 @@ class NewProject:
 
     def launcher(self):
         """This launcher's bytes when `appenv` is to be written; None when it is there already."""
-        source = os.path.realpath(__file__)
+        source = launcher_file()
         data = read_bytes(source)
         if not os.path.lexists(self.launcher_path):
             return data
@@ -2420,19 +2429,16 @@ class Command:
         if os.path.isdir(target):
             target = os.path.join(target, "appenv")
         target = os.path.realpath(target)
-        with open(os.path.realpath(__file__), "rb") as f:
-            mine = f.read()
-        try:
-            with open(target, "rb") as f:
-                theirs = f.read()
-        except OSError as e:
-            raise Problem(66, "cannot read {}: {}. To start a project there, run: {} init"
-                          .format(target, e.strerror, launcher_command()))
+        mine = read_bytes(launcher_file())
+        theirs = read_bytes(target)
+        if theirs is None:
+            raise Problem(66, "no launcher at {}. To start a project there, run: {} init"
+                          .format(target, launcher_command()))
         if theirs == mine:
             say("{} is up to date (appenv {})".format(target, __version__))
             return 0
         if check:
-            me = os.path.realpath(__file__)
+            me = launcher_file()
             raise Problem(1, "{} (appenv {}) differs from {} (appenv {}). To update it, run: "
                              "python3 {} self-update {}".format(
                                  target, launcher_version(theirs), me, __version__, me,
@@ -2532,7 +2538,7 @@ class Status:
         env = self.home.environment(Selection.from_environ())
         return {
             "project": self.root,
-            "appenv": {"version": __version__, "launcher": os.path.realpath(__file__)},
+            "appenv": {"version": __version__, "launcher": launcher_file()},
             "pyproject": os.path.isfile(self.project.pyproject_path),
             "uv": self.uv(),
             "lock": {"present": self.project.has_lock(), "up_to_date": self.lock_up_to_date()},
@@ -2666,23 +2672,6 @@ def marker_field(marker, index):
             return f.read().split("\n")[index] or None
     except (OSError, IndexError):
         return None
-
-
-def in_use(env_path):
-    """Whether a running process holds the environment (see `Environment.hold`)."""
-    import fcntl
-
-    try:
-        fd = os.open(os.path.join(env_path, READY), os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
 
 
 def cli():
