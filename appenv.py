@@ -984,7 +984,8 @@ class Builder:
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            say("waiting for another appenv to finish building in {}".format(self.home.path))
+            say("waiting for another appenv to finish building in {} (the processes that "
+                "hold {}/lock)".format(self.home.path, self.home.path))
             fcntl.flock(self.fd, fcntl.LOCK_EX)
         return self
 
