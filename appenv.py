@@ -412,6 +412,8 @@ class Project:
 def member_files(root, patterns):
     """The pyproject.toml files that PATTERNS (see `Project.member_patterns`) find now, relative
     to ROOT. Globbed at each build, not remembered: a first build may lack the directories."""
+    if not patterns:
+        return []  # not a workspace: spare the import of glob (and so of re)
     import glob
 
     directories = set()
