@@ -207,11 +207,11 @@ class Environment:
             raise Problem(126, "cannot run {}: {}".format(path, e.strerror))
 
 
-def fingerprint(root, prefix, names):
+def fingerprint(root, prefix, files):
     """A digest of everything that decides what an environment holds: PREFIX and the files."""
     h = hasher()
     h.update(prefix)
-    for name in names:
+    for name in files:
         try:
             with open(os.path.join(root, name), "rb") as f:
                 data = f.read()
