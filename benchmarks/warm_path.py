@@ -4,12 +4,13 @@
 
 Needs uv on PATH (or APPENV_UV). Builds a project in a temporary folder whose dependency is a
 trivial console script from a local wheel, so that what is measured is the launcher. Each round
-runs every command once, in turn, so that machine noise falls on all of them alike; the figures
-are medians. Nothing here is pass/fail: it prints.
+runs every command once, the warm ones in a shuffled order, so that machine noise falls on all
+of them alike; the figures are medians. Nothing here is pass/fail: it prints.
 """
 
 import argparse
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -73,12 +74,17 @@ def main():
     uv_run_env = dict(env, UV_PROJECT_ENVIRONMENT=envdir)
     times = {k: [] for k in ("warm", "direct", "uv run", "warm 1MB", "switch back",
                              "fresh clone", "uv sync + binary")}
+    runs = {
+        "warm": ([os.path.join(small, "tool-a")], env, small),
+        "direct": ([os.path.join(envdir, "bin", "tool-a")], env, small),
+        "uv run": ([UV, "run", "--frozen", "--no-dev", "--project", small, "tool-a"],
+                   uv_run_env, small),
+        "warm 1MB": ([os.path.join(big, "tool-a")], env, big),
+    }
     for i in range(rounds):
-        times["warm"].append(timed([os.path.join(small, "tool-a")], env, small))
-        times["direct"].append(timed([os.path.join(envdir, "bin", "tool-a")], env, small))
-        times["uv run"].append(timed([UV, "run", "--frozen", "--no-dev", "--project", small,
-                                      "tool-a"], uv_run_env, small))
-        times["warm 1MB"].append(timed([os.path.join(big, "tool-a")], env, big))
+        # in a new order each round, so that no command always runs after the disk work below
+        for name in random.sample(list(runs), len(runs)):
+            times[name].append(timed(*runs[name]))
         # switch to B (tool-a 2.0, built once in round 0), then back to A: time the first run
         with open(os.path.join(small, "uv.lock"), "w") as f:
             f.write(lock_a.replace('"1.0"', '"2.0"').replace("tool_a-1.0", "tool_a-2.0"))
