@@ -4,18 +4,19 @@
 "path = os.path.realpath(sys.argv[1]); source = open(path, 'rb').read(); "\
 "cache = os.path.join(os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'), "\
 "'appenv', 'bytecode', '{}-{}'.format(sys.implementation.cache_tag, len(source))); "\
-"exec('try:\n with open(cache, \"rb\") as f: cached = f.read()\n "\
-"code = marshal.loads(cached[len(source):]) if cached[:len(source)] == source else None\n "\
-"code.co_name\nexcept Exception:\n code = None'); "\
-"m = type(sys)('appenv'); m.__file__ = path; "\
-"m.BYTECODE = None if code else (cache, source, compile(source, path, 'exec')); "\
-"exec(code or m.BYTECODE[2], m.__dict__); sys.exit(m.main(sys.argv[1:]))" "$0" "$@"
+"exec('try:\n with open(cache, \"rb\") as f: cached = f.read()\n code, cold = "\
+"marshal.loads(cached[len(source):]) if cached[:len(source)] == source else (None, None)\n "\
+"code.co_name\nexcept Exception:\n code = cold = None'); "\
+"m = type(sys)('appenv'); m.__file__ = path; m.COLD = cold; "\
+"m.BYTECODE = None if code else (cache, source); "\
+"exec(code or compile(source, path, 'exec'), m.__dict__); sys.exit(m.main(sys.argv[1:]))" "$0" "$@"
 
 # The lines above are for sh, and a string for Python. They start Python isolated and without
 # site-packages (-I -S: a plain start costs 40 ms where site-packages is large, this one 9 ms),
 # and run this file from bytecode cached in ~/.cache/appenv/bytecode, keyed by the file's
-# content rather than its path, so that a fresh clone does not compile it again (10 ms); see
-# `remember_bytecode`. `python3 appenv` works too.
+# content rather than its path, so that a fresh clone does not compile it again (10 ms); and
+# only its warm path, the first screens, until more is needed (see `remember_bytecode` and
+# `cold`). `python3 appenv` works too.
 
 __doc__ = """appenv: run a repository's tools from the environment its uv.lock pins.
 
@@ -50,7 +51,7 @@ FORMAT = "1"  # the layout of environments; part of every fingerprint
 MIN_UV = "0.8.0"  # the oldest uv whose options appenv relies on
 KEEP = 3  # environments kept for switching back and for running processes
 LAUNCHER_NAMES = ("appenv", "appenv.py")
-# Set by the lines at the top when this file's bytecode was not in the cache: (where, source, code)
+# Set by the lines at the top: where to cache this file's bytecode, when it was not cached yet
 BYTECODE = globals().get("BYTECODE")
 READY = "appenv-ready"  # written into an environment last, once it is complete
 PARTIAL = "appenv-partial"  # a `prepare --no-install-*` build, to be completed in place
@@ -61,9 +62,11 @@ def main(argv=None, installed=False):
     argv = list(sys.argv if argv is None else argv)
     name = os.path.basename(argv[0])
     if BYTECODE:
+        cold()
         remember_bytecode(*BYTECODE)
     try:
         if installed or name in LAUNCHER_NAMES:
+            cold()
             return Command.dispatch(argv[1:], installed)
         return launch(launcher_root(), name, argv[1:])
     except Problem as problem:
@@ -74,9 +77,24 @@ def main(argv=None, installed=False):
         return 130
 
 
+def cold():
+    """Define the cold path, the rest of this file, if the lines at the top left it out: a warm
+    run then neither unmarshals nor creates the three quarters of this file it does not use."""
+    code = globals().pop("COLD", None)
+    if code is not None:
+        import marshal
+
+        exec(marshal.loads(code), globals())
+
+
 def launcher_root():
     """The project root: the directory of the real launcher file, every link resolved."""
     return os.path.dirname(launcher_file())
+
+
+def launcher_file():
+    """This launcher's own file, every link resolved."""
+    return os.path.realpath(__file__)
 
 
 def launch(root, name, args):
@@ -94,6 +112,7 @@ def production_environment(root):
         found = env if os.path.exists(env.marker) else home.current()
         if found and found.hold():
             return found
+    cold()
     return build(Project(root), env)
 
 
@@ -202,6 +221,7 @@ class Environment:
         try:
             os.execve(path, [path] + list(args), environ)
         except FileNotFoundError:
+            cold()
             raise Problem(127, no_such_binary(self, name))
         except OSError as e:  # not executable, not a program (ENOEXEC), ...
             raise Problem(126, "cannot run {}: {}".format(path, e.strerror))
@@ -286,12 +306,6 @@ def no_sync():
     return os.environ.get("APPENV_NO_SYNC", "").lower() not in ("", "0", "false", "no")
 
 
-# ---------------------------------------------------------------------------------------------
-# The cold path: everything below runs only when an environment must be built, or for a
-# subcommand. It imports what it needs where it needs it, so that the warm path never pays
-# for subprocess, shutil or TOML.
-
-
 class Problem(Exception):
     """A condition a user can cause: a message on stderr and an exit status, no traceback."""
 
@@ -316,6 +330,12 @@ def paint(text, code):
     if os.environ.get("NO_COLOR") or not sys.stderr.isatty():
         return text
     return "\033[{}m{}\033[0m".format(code, text)
+
+
+# ---------------------------------------------------------------------------------------------
+# The cold path: everything below runs only when an environment must be built, or for a
+# subcommand. It imports what it needs where it needs it, so that the warm path never pays
+# for subprocess, shutil or TOML.
 
 
 def launcher_command():
@@ -635,13 +655,18 @@ def describe_status(status):
     return "exit status {}".format(status)
 
 
-def remember_bytecode(path, source, code):
-    """Cache this file's bytecode after its source, which the lines at the top compare."""
+def remember_bytecode(path, source):
+    """Cache this file's bytecode after its source, which the lines at the top compare: the
+    warm path's code, and the cold path's as marshalled bytes that `cold` loads on demand."""
     import marshal
 
+    split = source.index(b"\n# The cold path:") + 1
+    lines = source.count(b"\n", 0, split)  # so that the cold path's line numbers are the file's
+    warm = compile(source[:split], launcher_file(), "exec")
+    rest = compile(b"\n" * lines + source[split:], launcher_file(), "exec")
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_atomically(path, source + marshal.dumps(code))  # durable: a torn one is a miss
+        write_atomically(path, source + marshal.dumps((warm, marshal.dumps(rest))))
         prune(os.path.dirname(path), 20)  # launchers of other versions, other Pythons
     except OSError:
         pass  # a read-only home: compiled on every run, as a script would be
@@ -930,11 +955,6 @@ class Plan:
 
 def launcher_digest():
     return digest(read_bytes(launcher_file()))
-
-
-def launcher_file():
-    """This launcher's own file, every link resolved."""
-    return os.path.realpath(__file__)
 
 
 def file_identity(path):
