@@ -884,8 +884,7 @@ class Uv:
 
 def build(project, env, partial=()):
     """Make environment ENV ready: wait for another appenv building it, or build it in place."""
-    if not env.is_ready(hold=False):  # `prepare` again: nothing to check, nothing to find
-        project.check_present()  # before making .appenv: a missing file leaves nothing behind
+    project.check_present()  # before making .appenv: a missing file leaves nothing behind
     with Builder(env.home) as builder:  # a home that cannot be written: 73, before any work
         return builder.ensure(project, env, partial)
 
@@ -2564,15 +2563,16 @@ class Status:
 
     def collect(self):
         env = self.home.environment(Selection.from_environ())
+        production = self.environment(env)
         return {
             "project": self.root,
             "appenv": {"version": __version__, "launcher": launcher_file()},
             "pyproject": os.path.isfile(self.project.pyproject_path),
             "uv": self.uv(),
             "lock": {"present": self.project.has_lock(), "up_to_date": self.lock_up_to_date()},
-            "environment": self.environment(env),
+            "environment": production,
             "environments": self.environments(),
-            "links": self.links(env),
+            "links": self.links(env, production["state"] == "ready"),
             "problems": self.problems,
         }
 
@@ -2648,9 +2648,8 @@ class Status:
                           "last_used": used})
         return found
 
-    def links(self, env):
+    def links(self, env, ready):
         """Each symlink in the project that leads to this launcher, and whether it runs."""
-        ready = env.is_ready(hold=False)
         found = []
         for path in links_to(self.root, __file__):
             name = os.path.basename(path)
