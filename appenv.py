@@ -1,10 +1,11 @@
 #!/bin/sh
 "exec" "python3" "-I" "-S" "-c" \
-"import marshal, os, sys; "\
-"path = os.path.realpath(sys.argv[1]); source = open(path, 'rb').read(); "\
-"cache = os.path.join(os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'), "\
-"'appenv', 'bytecode', '{}-{}'.format(sys.implementation.cache_tag, len(source))); "\
-"exec('try:\n with open(cache, \"rb\") as f: cached = f.read()\n code, cold = "\
+"import marshal, posix, sys; path = sys.argv[1]; source = open(path, 'rb').read(); "\
+"cache = code = cold = None; exec('try:\n e = posix.environ\n cache = (e.get(b\"XDG_CACHE_HOME\") "\
+"or (e.get(b\"HOME\") or __import__(\"pwd\").getpwuid(posix.getuid()).pw_dir.encode()) + "\
+"b\"/.cache\").decode(sys.getfilesystemencoding(), \"surrogateescape\") + "\
+"\"/appenv/bytecode/{}-{}\".format(sys.implementation.cache_tag, len(source))\n "\
+"with open(cache, \"rb\") as f: cached = f.read()\n code, cold = "\
 "marshal.loads(cached[len(source):]) if cached[:len(source)] == source else (None, None)\n "\
 "code.co_name\nexcept Exception:\n code = cold = None'); "\
 "m = type(sys)('appenv'); m.__file__ = path; m.COLD = cold; "\
@@ -16,7 +17,9 @@
 # and run this file from bytecode cached in ~/.cache/appenv/bytecode, keyed by the file's
 # content rather than its path, so that a fresh clone does not compile it again (10 ms); and
 # only its warm path, the first screens, until more is needed (see `remember_bytecode` and
-# `cold`). `python3 appenv` works too.
+# `cold`). `python3 appenv` works too. The warm path uses `posix`, the C module under `os`:
+# importing `os` costs 2 ms (its environ mapping loads the abstract base classes), more than
+# everything else the warm path does.
 
 __doc__ = """appenv: run a repository's tools from the environment its uv.lock pins.
 
@@ -42,7 +45,7 @@ tool to it (`ln -s appenv http`). This is what it does, in order:
 Documentation: docs/ in the appenv repository, and `./appenv help COMMAND`.
 """
 
-import os
+import posix
 import sys
 
 __version__ = "0.1.0"
@@ -60,7 +63,7 @@ PARTIAL = "appenv-partial"  # a `prepare --no-install-*` build, to be completed 
 def main(argv=None, installed=False):
     """Dispatch on the invoked name, like rustup's proxies; return an exit status."""
     argv = list(sys.argv if argv is None else argv)
-    name = os.path.basename(argv[0])
+    name = argv[0].rpartition("/")[2]
     if BYTECODE:
         cold()
         remember_bytecode(*BYTECODE)
@@ -89,12 +92,12 @@ def cold():
 
 def launcher_root():
     """The project root: the directory of the real launcher file, every link resolved."""
-    return os.path.dirname(launcher_file())
+    return launcher_file().rpartition("/")[0] or "/"
 
 
 def launcher_file():
     """This launcher's own file, every link resolved."""
-    return os.path.realpath(__file__)
+    return real_path(__file__)
 
 
 def launch(root, name, args):
@@ -109,7 +112,7 @@ def production_environment(root):
     if env.is_ready():
         return env
     if no_sync():  # seed 002: as it is, even stale or changed by hand; built only if none
-        found = env if os.path.exists(env.marker) else home.current()
+        found = env if exists(env.marker) else home.current()
         if found and found.hold():
             return found
     cold()
@@ -121,13 +124,13 @@ class Home:
 
     def __init__(self, root):
         self.root = root
-        base = os.environ.get("APPENV_HOME")
+        base = getenv("APPENV_HOME")
         if base:
-            key = digest(os.fsencode(root))[:12]
-            self.path = os.path.join(os.path.abspath(base), os.path.basename(root) + "-" + key)
+            key = digest(fsencode(root))[:12]
+            self.path = "{}/{}-{}".format(real_path(base), root.rpartition("/")[2], key)
         else:
-            self.path = os.path.join(root, ".appenv")
-        self.envs = os.path.join(self.path, "envs")
+            self.path = root.rstrip("/") + "/.appenv"
+        self.envs = self.path + "/envs"
 
     def environment(self, selection):
         """The environment for the project's files as they are now, and this selection."""
@@ -141,25 +144,19 @@ class Home:
         """The pyproject.toml files of the workspace members and path dependencies, recorded
         for these root files by a build (see `member_files`)."""
         try:
-            with open(os.path.join(self.path, "members", base), "rb") as f:
-                return [m for m in os.fsdecode(f.read()).split("\n") if m and "\0" not in m]
+            with open("{}/members/{}".format(self.path, base), "rb") as f:
+                return [m for m in fsdecode(f.read()).split("\n") if m and "\0" not in m]
         except OSError:
             return ()
-
-    def record_members(self, base, members):
-        directory = os.path.join(self.path, "members")
-        os.makedirs(directory, exist_ok=True)
-        write_atomically(os.path.join(directory, base), "\n".join(members), durable=False)
-        prune(directory, 50)
 
     def current(self):
         """The environment `current` points to, if it is complete."""
         try:
-            target = os.readlink(os.path.join(self.path, "current"))
+            target = posix.readlink(self.path + "/current")
         except OSError:
             return None
-        env = Environment(self, os.path.basename(target), None)
-        return env if os.path.exists(env.marker) else None
+        env = Environment(self, target.rpartition("/")[2], None)
+        return env if exists(env.marker) else None
 
 
 class Environment:
@@ -167,30 +164,30 @@ class Environment:
 
     def __init__(self, home, key, selection, base=None):
         self.home, self.key, self.selection, self.base = home, key, selection, base or key
-        self.path = os.path.join(home.envs, key)
-        self.marker = os.path.join(self.path, READY)
+        self.path = "{}/{}".format(home.envs, key)
+        self.marker = "{}/{}".format(self.path, READY)
 
     def is_ready(self, hold=True):
         """Complete, its interpreter present, and no package added or removed since."""
         try:
-            fd = os.open(self.marker, os.O_RDONLY)
+            fd = posix.open(self.marker, posix.O_RDONLY)
         except OSError:
             return False
         # The marker says where site-packages is and its mtime when the build ended: pip, uv
         # pip or a hand-made removal changes that directory, and so this one stat.
-        fields = os.read(fd, 4096).decode("utf-8", "replace").split("\n")
+        fields = posix.read(fd, 4096).decode("utf-8", "replace").split("\n")
         try:
             site, mtime = fields[2], int(fields[3])
-            if fields[0] != "appenv " + FORMAT or not site.startswith(self.path + os.sep):
+            if fields[0] != "appenv " + FORMAT or not site.startswith(self.path + "/"):
                 return False  # a copy of the project: venvs do not move
-            if os.stat(site).st_mtime_ns != mtime:
+            if posix.stat(site).st_mtime_ns != mtime:
                 return False
-            os.stat(os.path.join(self.path, "bin", "python"))  # follows the link: Python gone?
+            posix.stat(self.path + "/bin/python")  # follows the link: Python gone?
         except (IndexError, ValueError, OSError):
-            os.close(fd)
+            posix.close(fd)
             return False
         if not hold:
-            os.close(fd)
+            posix.close(fd)
             return True
         return self.hold(fd)
 
@@ -201,25 +198,26 @@ class Environment:
 
         if fd is None:
             try:
-                fd = os.open(self.marker, os.O_RDONLY)
+                fd = posix.open(self.marker, posix.O_RDONLY)
             except OSError:
                 return False
         fcntl.flock(fd, fcntl.LOCK_SH)
         try:  # removed while we waited for the lock (`discard_unless_in_use`)?
-            if os.stat(self.marker).st_ino == os.fstat(fd).st_ino:
-                os.set_inheritable(fd, True)
+            if posix.stat(self.marker).st_ino == posix.fstat(fd).st_ino:
+                posix.set_inheritable(fd, True)
                 return True
         except OSError:
             pass
-        os.close(fd)
+        posix.close(fd)
         return False
 
     def exec(self, name, args, executable=None):
         """Replace this process with binary NAME from the environment."""
-        path = executable or os.path.join(self.path, "bin", name)
-        environ = dict(os.environ, APPENV_BASEDIR=self.home.root)
+        path = executable or "{}/bin/{}".format(self.path, name)
+        environ = dict(posix.environ)  # what os.environ is made from; appenv changes neither
+        environ[b"APPENV_BASEDIR"] = fsencode(self.home.root)
         try:
-            os.execve(path, [path] + list(args), environ)
+            posix.execve(path, [path] + list(args), environ)
         except FileNotFoundError:
             cold()
             raise Problem(127, no_such_binary(self, name))
@@ -234,10 +232,10 @@ def fingerprint(root, prefix, files):
     chunk = bytearray(1 << 16)  # read into one small buffer: a 1 MB uv.lock costs 2 ms, not 3
     view = memoryview(chunk)
     for name in files:
-        h.update(b"\0%s\0" % os.fsencode(name))
+        h.update(b"\0%s\0" % fsencode(name))
         try:
-            with open(os.path.join(root, name), "rb", buffering=0) as f:
-                h.update(b"%d\0" % os.fstat(f.fileno()).st_size)
+            with open("{}/{}".format(root, name), "rb", buffering=0) as f:
+                h.update(b"%d\0" % posix.fstat(f.fileno()).st_size)
                 size = f.readinto(chunk)
                 while size:
                     h.update(view[:size])
@@ -276,11 +274,11 @@ class Selection:
 
     @classmethod
     def from_environ(cls):
-        return cls(names(os.environ.get("APPENV_EXTRAS")), names(os.environ.get("APPENV_GROUPS")))
+        return cls(names(getenv("APPENV_EXTRAS")), names(getenv("APPENV_GROUPS")))
 
     def encode(self):
         text = ";".join("-" if f is None else ",".join(f) for f in (self.extras, self.groups))
-        return (text + ";" + os.environ.get("UV_PYTHON", "")).encode()
+        return (text + ";" + getenv("UV_PYTHON", "")).encode()
 
     def resolve(self, config):
         """The extras and groups to sync, given [tool.appenv]."""
@@ -308,7 +306,7 @@ def names(value):
 
 
 def no_sync():
-    return os.environ.get("APPENV_NO_SYNC", "").lower() not in ("", "0", "false", "no")
+    return getenv("APPENV_NO_SYNC", "").lower() not in ("", "0", "false", "no")
 
 
 class Problem(Exception):
@@ -332,15 +330,68 @@ def say(message, error=False):
 
 
 def paint(text, code):
-    if os.environ.get("NO_COLOR") or not sys.stderr.isatty():
+    if getenv("NO_COLOR") or not sys.stderr.isatty():
         return text
     return "\033[{}m{}\033[0m".format(code, text)
+
+
+def getenv(name, default=None):
+    """os.environ.get: a variable decoded as `os` does."""
+    value = posix.environ.get(fsencode(name))
+    return default if value is None else fsdecode(value)
+
+
+def fsencode(text):
+    return text.encode(sys.getfilesystemencoding(), "surrogateescape")
+
+
+def fsdecode(data):
+    return data.decode(sys.getfilesystemencoding(), "surrogateescape")
+
+
+def exists(path):
+    try:
+        posix.stat(path)
+    except OSError:
+        return False
+    return True
+
+
+def real_path(path):
+    """os.path.realpath: the absolute path, every symbolic link resolved, each in turn."""
+    if not path.startswith("/"):
+        path = posix.getcwd() + "/" + path
+    todo = path.split("/")[::-1]  # the components left, the next one last
+    done = ""  # resolved so far; "" is the root
+    for _link in range(40):  # the kernel's limit too (ELOOP)
+        while todo:
+            part = todo.pop()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                done = done.rpartition("/")[0]
+                continue
+            try:
+                target = posix.readlink(done + "/" + part)
+            except OSError:  # not a link, or not there: taken as it is, as os.path does
+                done += "/" + part
+                continue
+            if target.startswith("/"):
+                done = ""
+            todo.extend(target.split("/")[::-1])
+            break
+        else:
+            return done or "/"
+    cold()  # a loop of links: whatever os.path makes of it
+    return os.path.realpath(path)
 
 
 # ---------------------------------------------------------------------------------------------
 # The cold path: everything below runs only when an environment must be built, or for a
 # subcommand. It imports what it needs where it needs it, so that the warm path never pays
-# for subprocess, shutil or TOML.
+# for `os`, subprocess, shutil or TOML.
+
+import os  # noqa: E402
 
 
 def launcher_command():
@@ -665,13 +716,17 @@ def remember_bytecode(path, source):
     warm path's code, and the cold path's as marshalled bytes that `cold` loads on demand."""
     import marshal
 
+    if path is None:  # no home directory to cache in
+        return
     split = source.index(b"\n# The cold path:") + 1
     lines = source.count(b"\n", 0, split)  # so that the cold path's line numbers are the file's
     warm = compile(source[:split], launcher_file(), "exec")
     rest = compile(b"\n" * lines + source[split:], launcher_file(), "exec")
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_atomically(path, source + marshal.dumps((warm, marshal.dumps(rest))))
+        # not durable: what a power loss leaves is compared, or fails to load, and is replaced
+        write_atomically(path, source + marshal.dumps((warm, marshal.dumps(rest))),
+                         durable=False)
         prune(os.path.dirname(path), 20)  # launchers of other versions, other Pythons
     except OSError:
         pass  # a read-only home: compiled on every run, as a script would be
@@ -919,7 +974,8 @@ class Plan:
 
     @staticmethod
     def path(key):
-        return os.path.join(cache_dir(), "plans", key)
+        # per launcher too: two versions of appenv on one machine do not evict each other's
+        return os.path.join(cache_dir(), "plans", "{}-{}".format(key, launcher_digest()[:12]))
 
     @staticmethod
     def situation(uv_path):
@@ -957,8 +1013,11 @@ class Plan:
             pass  # a cache: the next build works the plan out again
 
 
-def launcher_digest():
-    return digest(read_bytes(launcher_file()))
+def launcher_digest(known=[]):
+    """The digest of this launcher's file, read once (a plan's name and its situation)."""
+    if not known:
+        known.append(digest(read_bytes(launcher_file())))
+    return known[0]
 
 
 def file_identity(path):
@@ -990,6 +1049,7 @@ class Builder:
     def __init__(self, home):
         self.home = home
         self.fd = None
+        self.waited = False
 
     def __enter__(self):
         import fcntl
@@ -1013,6 +1073,7 @@ class Builder:
             say("waiting for another appenv to finish building in {} (the processes that "
                 "hold {}/lock)".format(self.home.path, self.home.path))
             fcntl.flock(self.fd, fcntl.LOCK_EX)
+            self.waited = True
         return self
 
     def __exit__(self, *exc):
@@ -1020,8 +1081,9 @@ class Builder:
 
     def ensure(self, project, env, partial):
         plan = None
-        for _attempt in range(3):
-            env = self.home.environment(env.selection)  # as the appenv we waited for left it
+        for attempt in range(3):
+            if attempt or self.waited:  # as the appenv we waited for, or uv, left the files
+                env = self.home.environment(env.selection)
             if env.is_ready():  # built by the appenv we waited for; enough for partial too
                 self.point_current(env)
                 return env
@@ -1035,7 +1097,7 @@ class Builder:
                 plan = Plan.of(project, env)
             members = member_files(project.root, plan.member_patterns)
             if list(self.home.members(env.base)) != members:
-                self.home.record_members(env.base, members)
+                record_members(self.home, env.base, members)
                 env = self.home.environment(env.selection)
                 if env.is_ready():
                     self.point_current(env)
@@ -1093,7 +1155,11 @@ class Builder:
             pass
         text = "appenv {}\n{}\n{}\n{}\n{}\n".format(
             FORMAT, env.key, site, os.stat(site).st_mtime_ns, version)
-        write_atomically(env.marker, text)
+        # uv writes without fsync: after a power loss its files may be empty. Flush them all
+        # (one sync costs what an fsync of the marker did) before the marker says they are
+        # there. A marker lost with the power only means a rebuild.
+        os.sync()
+        write_atomically(env.marker, text, durable=False)
 
     def point_current(self, env):
         link = os.path.join(self.home.path, "current")
@@ -1130,6 +1196,14 @@ class Builder:
             discard_unless_in_use(path)
         for path in other:
             discard(path)
+
+
+def record_members(home, base, members):
+    """Record which members' pyproject.toml count for these root files (`Home.members`)."""
+    directory = os.path.join(home.path, "members")
+    os.makedirs(directory, exist_ok=True)
+    write_atomically(os.path.join(directory, base), "\n".join(members), durable=False)
+    prune(directory, 50)
 
 
 def site_packages(env_path):
@@ -2232,7 +2306,10 @@ class Command:
         method = getattr(cls, "do_" + name.replace("-", "_"), None)
         if method is None or name not in HELP:
             raise usage_error("unknown command {!r}".format(name))
-        if name != "help" and any(a in ("-h", "--help") for a in args[:1]):
+        # as uv does, --help anywhere among a command's options; but run, uv and python pass
+        # what follows them on, so only right after the command
+        options = args[:1] if name in ("run", "uv", "python") else args
+        if name != "help" and any(a in ("-h", "--help") for a in options):
             sys.stdout.write(HELP[name])
             return 0
         root = root or (os.getcwd() if installed else launcher_root())

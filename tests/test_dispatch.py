@@ -95,6 +95,21 @@ def test_chain_of_links(project, tmp_path):
     assert report(project.run([tmp_path / "two" / "tool-a"]))["tool"] == "tool-a"
 
 
+def test_a_project_reached_through_linked_directories_is_one_project(project, tmp_path):
+    """The root is the real directory, however it is reached: one environment, not two."""
+    project.run(["./tool-a"], check=0)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "b").symlink_to(project.root)  # a link to a directory
+    # relative, with .. (which the kernel takes after the link, as realpath must) and .
+    (tmp_path / "c").symlink_to("a/../a/b/../{}/.".format(project.root.name))
+    outside = project.link("tool-a", target=tmp_path / "c" / "tool-a", where=tmp_path / "bin")
+    for argv, cwd in (([outside], tmp_path), (["../c/tool-a"], tmp_path / "a"),
+                      (["b/tool-a"], tmp_path / "a"), (["./tool-a"], tmp_path / "c")):
+        out = report(project.run(argv, cwd=cwd))
+        assert out["basedir"] == str(project.root), argv
+    assert len(project.environments()) == 1
+
+
 def test_paths_with_spaces_and_non_ascii(project_factory):
     project = project_factory(name="my projé ct/wïth spaces")
     out = report(project.run(["./tool-a", "ok"]))
@@ -120,6 +135,14 @@ def test_help_and_version(project):
     assert "appenv" in project.cmd("--version", check=0).stdout
     assert "uv lock" in project.cmd("help", "update-lockfile", check=0).stdout
     assert "--no-install-project" in project.cmd("prepare", "--help", check=0).stdout
+    # as with uv, --help anywhere among a command's options, but run, uv and python pass
+    # what follows them on
+    help_init = project.cmd("help", "init", check=0).stdout
+    assert project.cmd("init", "somewhere", "--name", "x", "--help", check=0).stdout == help_init
+    assert not (project.root / "somewhere").exists()
+    assert "Usage: ./appenv status" in project.cmd("status", "--json", "-h", check=0).stdout
+    passed = project.cmd("python", "-c", "import sys; print(sys.argv[1:])", "--help", check=0)
+    assert passed.stdout == "['--help']\n"
 
 
 @pytest.mark.parametrize("args", [["frobnicate"], ["--frob"], ["help", "frobnicate"],
@@ -214,3 +237,41 @@ def test_odd_shapes_in_pyproject_are_no_traceback(project, text):
     result = project.run(["./tool-a"])
     assert "Traceback" not in result.stderr, result.stderr
     assert project.cmd("status").returncode == 0
+
+
+def test_the_warm_path_loads_the_cold_path_before_it_uses_it():
+    """The lines at the top run only the code above `# The cold path:`; a function there
+    that uses a name defined below it (`os`, `build`, ...) must call cold() first."""
+    import ast
+    import builtins
+
+    with open(LAUNCHER) as f:
+        source = f.read()
+    warm = ast.parse(source[:source.index("\n# The cold path:")])
+    defined = set(dir(builtins)) | {"__file__", "COLD"}
+    for node in warm.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Assign):
+            defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    checked = []
+    for function in ast.walk(warm):
+        if not isinstance(function, ast.FunctionDef):
+            continue
+        local = {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)}
+        local |= {n.id for n in ast.walk(function) if isinstance(n, ast.Name)
+                  and isinstance(n.ctx, ast.Store)}
+        local |= {a.asname or a.name for n in ast.walk(function)
+                  if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+        colds = [n.lineno for n in ast.walk(function) if isinstance(n, ast.Call)
+                 and isinstance(n.func, ast.Name) and n.func.id == "cold"]
+        for name in ast.walk(function):
+            if (isinstance(name, ast.Name) and isinstance(name.ctx, ast.Load)
+                    and name.id not in defined | local):
+                checked.append(name.id)
+                assert any(line <= name.lineno for line in colds), (
+                    "{}() uses {} from the cold path without cold() before it (line {})"
+                    .format(function.name, name.id, name.lineno))
+    assert {"os", "build", "Project"} <= set(checked)  # it sees the names it must see

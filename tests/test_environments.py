@@ -333,6 +333,35 @@ def test_the_warm_path_writes_nothing_and_runs_no_subprocess(project, tmp_path):
     assert [line for line in writes if "/dev/" not in line] == []
 
 
+def test_the_warm_path_imports_only_what_it_needs(project):
+    """SPEC 5: the warm path imports no `os` (2 ms), subprocess or TOML; only fcntl, for the
+    lock a running binary holds, and _blake2, for the fingerprint."""
+    project.run(["./tool-a"], check=0)
+    project.run(["./tool-a"], check=0)  # the launcher's bytecode cached
+    # What sh passes to Python, from a python3 that prints its fourth argument (after -c).
+    fake = project.root / "fake-bin"
+    fake.mkdir()
+    (fake / "python3").write_text('#!/bin/sh\nprintf %s "$4"\n')
+    (fake / "python3").chmod(0o755)
+    top = project.run(["./tool-a"], env={"PATH": "{}:{}".format(fake, project.env["PATH"])},
+                      check=0).stdout
+    # The launcher's own first lines, with execve reporting the modules instead of replacing
+    # the process with the binary.
+    spy = ("import posix, sys\n"
+           "def execve(path, argv, environ):\n"
+           "    sys.stdout.write(' '.join(sorted(sys.modules)))\n"
+           "    sys.stdout.flush()\n"
+           "    posix._exit(0)\n"
+           "posix.execve = execve\n")
+    result = project.run(["python3", "-I", "-S", "-c", spy + top, "./tool-a"], check=0)
+    loaded = set(result.stdout.split())
+    start = project.run(["python3", "-I", "-S", "-c",
+                         "import sys; print(' '.join(sys.modules))"], check=0)
+    assert "fcntl" in loaded  # the spy ran when the launcher was about to exec the binary
+    assert loaded - set(start.stdout.split()) <= {"fcntl", "_blake2", "marshal", "posix"}, (
+        loaded - set(start.stdout.split()))
+
+
 def clone(project, tmp_path, name):
     """A fresh clone: the project's files without its environments."""
     root = tmp_path / name
