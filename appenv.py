@@ -16,10 +16,10 @@
 # site-packages (-I -S: a plain start costs 40 ms where site-packages is large, this one 9 ms),
 # and run this file from bytecode cached in ~/.cache/appenv/bytecode, keyed by the file's
 # content rather than its path, so that a fresh clone does not compile it again (10 ms); and
-# only its warm path, the first screens, until more is needed (see `remember_bytecode` and
-# `cold`). `python3 appenv` works too. The warm path uses `posix`, the C module under `os`:
-# importing `os` costs 2 ms (its environ mapping loads the abstract base classes), more than
-# everything else the warm path does.
+# only its warm path, the first screens, until more is needed (see `remember_bytecode`,
+# `building` and `cold`). `python3 appenv` works too. The warm and the build path use `posix`,
+# the C module under `os`: importing `os` costs 1-2 ms (its environ mapping loads the abstract
+# base classes), more than everything else the warm path does.
 
 __doc__ = """appenv: run a repository's tools from the environment its uv.lock pins.
 
@@ -80,10 +80,23 @@ def main(argv=None, installed=False):
         return 130
 
 
+def building():
+    """Define the build path, the next section, if the lines at the top left it out: a first
+    run of files built before on this machine needs nothing more."""
+    left_out = globals().pop("COLD", None)
+    if left_out is not None:
+        import marshal
+
+        build_path, globals()["COLD_PATH"] = marshal.loads(left_out)
+        exec(build_path, globals())
+
+
 def cold():
-    """Define the cold path, the rest of this file, if the lines at the top left it out: a warm
-    run then neither unmarshals nor creates the three quarters of this file it does not use."""
-    code = globals().pop("COLD", None)
+    """Define the build and the cold path, the rest of this file, if the lines at the top left
+    them out: a warm run neither unmarshals nor creates the three quarters of this file it
+    does not use."""
+    building()
+    code = globals().pop("COLD_PATH", None)
     if code is not None:
         import marshal
 
@@ -115,8 +128,8 @@ def production_environment(root):
         found = env if exists(env.marker) else home.current()
         if found and found.hold():
             return found
-    cold()
-    return build(Project(root), env)
+    building()
+    return build(root, env)
 
 
 class Home:
@@ -387,9 +400,499 @@ def real_path(path):
 
 
 # ---------------------------------------------------------------------------------------------
-# The cold path: everything below runs only when an environment must be built, or for a
-# subcommand. It imports what it needs where it needs it, so that the warm path never pays
-# for `os`, subprocess, shutil or TOML.
+# The build path: what a first run needs when this machine built an environment for the same
+# files before (a fresh clone, a worktree, a deploy, a lock switched to): the plan recalled,
+# `uv sync`, the environment marked ready. Like the warm path it uses `posix`, not `os`, so that
+# such a run costs little more than `uv sync` itself (SPEC section 11); whatever else it needs,
+# it loads with `cold()` first.
+
+
+def build(root, env, partial=()):
+    """Make environment ENV ready: wait for another appenv building it, or build it in place."""
+    plan = Plan.recall(env.base)  # there is one only for files that were all there
+    if plan is None:
+        cold()
+        Project(root).check_present()  # before making .appenv: a missing file leaves nothing
+    with Builder(env.home) as builder:  # a home that cannot be written: 73, before any work
+        return builder.ensure(root, env, partial, plan)
+
+
+class Plan:
+    """How to build an environment: the uv to run, the `uv sync` options, how many to keep.
+
+    Working it out parses pyproject.toml, imports packaging and asks uv for its version: some
+    70 ms, as long as the build itself. It depends only on the fingerprinted files and on which
+    uv is at hand, so it is remembered in appenv's cache under the fingerprint: a fresh clone
+    of a project built before on this machine (a CI runner, a deploy, a worktree) goes
+    straight to `uv sync`.
+    """
+
+    def __init__(self, key, uv, options, keep, member_patterns):
+        self.key, self.uv, self.options, self.keep = key, uv, options, keep
+        self.member_patterns = member_patterns
+
+    @classmethod
+    def of(cls, root, env):
+        return cls.recall(env.base) or cls.work_out(root, env)
+
+    @classmethod
+    def work_out(cls, root, env):
+        cold()
+        project = Project(root)
+        project.check()
+        config = project.config()
+        uv = Uv.find(config.required_uv)
+        plan = cls(env.base, uv, config.sync_options(env.selection), config.keep,
+                   project.member_patterns())
+        plan.remember()
+        return plan
+
+    @staticmethod
+    def path(key):
+        # per launcher too: two versions of appenv on one machine do not evict each other's
+        return "{}/plans/{}-{}".format(cache_dir(), key, launcher_digest()[:12])
+
+    @staticmethod
+    def situation(uv_path):
+        """What decides which uv `Uv.find` picks, and the picked uv's own file."""
+        explicit = getenv("APPENV_UV", "")
+        on_path = which("uv") or ""
+        return [launcher_digest(), explicit, on_path, file_identity(explicit or on_path),
+                uv_path, file_identity(uv_path)]
+
+    @classmethod
+    def recall(cls, key):
+        try:
+            with open(cls.path(key), "rb") as f:
+                fields = f.read().decode("utf-8").split("\0")
+            situation, (version, how, keep, members), options = (fields[:6], fields[6:10],
+                                                                  fields[10:])
+            keep = int(keep)
+        except (OSError, ValueError):
+            return None
+        if situation != cls.situation(situation[4]):
+            return None
+        patterns = [tuple(line.split("\t", 1)) for line in members.split("\n") if line]
+        return cls(key, UvBinary(situation[4], version, how), options, keep, patterns)
+
+    def remember(self):
+        fields = self.situation(self.uv.path) + [str(self.uv.version), self.uv.how,
+                                                 str(self.keep), "\n".join(
+                                                     "\t".join(p) for p in self.member_patterns)]
+        fields += self.options
+        try:
+            make_dirs(self.path(self.key).rpartition("/")[0])
+            write_atomically(self.path(self.key), "\0".join(fields), durable=False)
+            prune(self.path(self.key).rpartition("/")[0], 200)
+        except OSError:
+            pass  # a cache: the next build works the plan out again
+
+
+class UvBinary:
+    """A uv binary, as `Uv.find` found it or a plan recalls it: PATH, VERSION and HOW found."""
+
+    def __init__(self, path, version, how):
+        self.path, self.version, self.how = path, version, how
+
+    def command(self, *args):
+        return [self.path] + list(args)
+
+    def run(self, args, env=None, step=None, pass_fds=()):
+        """Run uv with output live on stderr; a failure is uv's status plus which step failed."""
+        status = call(self.command(*args), env=env, pass_fds=pass_fds)
+        if status != 0 and step:
+            raise Problem(status, "{} failed (uv exited with status {})".format(step, status))
+        return status
+
+
+def launcher_digest(known=[]):
+    """The digest of this launcher's file, read once (a plan's name and its situation)."""
+    if not known:
+        with open(launcher_file(), "rb") as f:
+            known.append(digest(f.read()))
+    return known[0]
+
+
+def file_identity(path):
+    try:
+        st = posix.stat(path)
+    except OSError:
+        return ""
+    return "{}:{}:{}".format(st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def cache_dir():
+    """appenv's own cache: the uv it installed, its libraries, plans and bytecode (the lines at
+    the top find it the same way)."""
+    base = getenv("XDG_CACHE_HOME")
+    if not base:
+        import pwd
+
+        base = (getenv("HOME") or pwd.getpwuid(posix.getuid()).pw_dir) + "/.cache"
+    return base + "/appenv"
+
+
+class Builder:
+    """Holds the home's file lock while it builds; one builds, the others wait and reuse."""
+
+    def __init__(self, home):
+        self.home = home
+        self.fd = None
+        self.waited = False
+
+    def __enter__(self):
+        import fcntl
+
+        try:
+            make_dirs(self.home.envs)
+            ignore = self.home.path + "/.gitignore"
+            if not exists(ignore):
+                write_atomically(ignore, "# appenv's environments; never committed\n*\n",
+                                 durable=False)
+            self.fd = posix.open(self.home.path + "/lock", posix.O_RDWR | posix.O_CREAT, 0o644)
+        except OSError as e:
+            cold()
+            raise Problem(73, (
+                "cannot write {}: {}. The environment for this uv.lock is not built yet. Run "
+                "`{} prepare` as the owner of {}, or set APPENV_HOME=DIR to keep environments "
+                "elsewhere."
+            ).format(self.home.path, e.strerror, launcher_command(), self.home.root))
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say("waiting for another appenv to finish building in {} (the processes that "
+                "hold {}/lock)".format(self.home.path, self.home.path))
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            self.waited = True
+        return self
+
+    def __exit__(self, *exc):
+        posix.close(self.fd)
+
+    def ensure(self, root, env, partial, plan=None):
+        for attempt in range(3):
+            if attempt or self.waited:  # as the appenv we waited for, or uv, left the files
+                env = self.home.environment(env.selection)
+            if env.is_ready():  # built by the appenv we waited for; enough for partial too
+                self.point_current(env)
+                return env
+            if exists(env.marker) and in_use(env.path):
+                say("the environment {} was changed by hand (or lost its interpreter), but a "
+                    "running process uses it: it is used as it is, and rebuilt once no process "
+                    "holds it".format(env.path))
+                env.hold()
+                return env
+            if plan is None or plan.key != env.base:
+                plan = Plan.of(root, env)
+            members = member_files(root, plan.member_patterns)
+            if list(self.home.members(env.base)) != members:
+                record_members(self.home, env.base, members)
+                env = self.home.environment(env.selection)
+                if env.is_ready():
+                    self.point_current(env)
+                    return env
+            if not exists(env.path + "/" + PARTIAL):
+                discard(env.path)  # a crashed or hand-broken build: never used, built again
+            self.sync(env, root, plan, partial)
+            latest = self.home.environment(env.selection)
+            if latest.key != env.key:
+                say("uv.lock or pyproject.toml changed during the build; building again")
+                env = latest
+                continue
+            if partial:
+                touch(env.path + "/" + PARTIAL)
+                return env
+            self.mark_ready(env)
+            if not env.is_ready():
+                raise Problem(70, "the environment {} changed while appenv marked it ready"
+                              .format(env.path))
+            self.point_current(env)
+            self.collect_garbage(plan.keep, env)
+            return env
+        raise Problem(75, "uv.lock keeps changing while appenv builds; try again")
+
+    def sync(self, env, root, plan, partial):
+        environ = dict(posix.environ)
+        environ[b"UV_PROJECT_ENVIRONMENT"] = fsencode(env.path)
+        environ.pop(b"VIRTUAL_ENV", None)  # the project environment is ours; spare uv's warning
+        args = ["sync", "--project", root] + plan.options + list(partial)
+        # The lock travels with uv: if appenv is killed, a new build waits for uv to end.
+        try:
+            plan.uv.run(args, env=environ, pass_fds=(self.fd,),
+                        step="building the environment {}".format(env.path))
+        except Problem:
+            cold()
+            Project(root).diagnose()  # uv.lock not valid TOML: exit 65 with the file and line
+            raise
+
+    def mark_ready(self, env):
+        """Record what `is_ready` compares against, then make it visible in one rename."""
+        site = site_packages(env.path)
+        # Python writes bytecode of top-level modules into site-packages/__pycache__; make it
+        # now so that the directory's mtime changes only when packages do.
+        make_dirs(site + "/__pycache__")
+        try:
+            posix.remove(env.path + "/" + PARTIAL)
+        except FileNotFoundError:
+            pass
+        version = "{}.{}.{}".format(*sys.version_info[:3])
+        try:
+            with open(env.path + "/pyvenv.cfg") as f:
+                for line in f:
+                    key, _, value = line.partition("=")
+                    if key.strip() in ("version_info", "version"):
+                        version = value.strip()
+        except OSError:
+            pass
+        text = "appenv {}\n{}\n{}\n{}\n{}\n".format(
+            FORMAT, env.key, site, posix.stat(site).st_mtime_ns, version)
+        # uv writes without fsync: after a power loss its files may be empty. Flush them all
+        # (one sync costs what an fsync of the marker did) before the marker says they are
+        # there. A marker lost with the power only means a rebuild.
+        posix.sync()
+        write_atomically(env.marker, text, durable=False)
+
+    def point_current(self, env):
+        link = self.home.path + "/current"
+        target = "envs/" + env.key
+        try:
+            if posix.readlink(link) == target:
+                touch(env.marker)
+                return
+        except OSError:
+            pass
+        temporary = link + ".tmp-{}".format(posix.getpid())
+        try:
+            posix.remove(temporary)
+        except FileNotFoundError:
+            pass
+        posix.symlink(target, temporary)
+        posix.replace(temporary, link)
+        touch(env.marker)  # recency, for garbage collection
+
+    def collect_garbage(self, keep, current):
+        """Keep the `keep` most recently used; never current, never one a process runs in."""
+        ready, other = [], []
+        for entry in posix.listdir(self.home.envs):
+            path = self.home.envs + "/" + entry
+            if entry == current.key:
+                continue
+            try:
+                ready.append((posix.stat(path + "/" + READY).st_mtime_ns, path))
+            except OSError:
+                other.append(path)  # crashed builds, trash, partial builds of other files
+        ready.sort(reverse=True)
+        for _mtime, path in ready[keep - 1:]:
+            discard_unless_in_use(path)
+        for path in other:
+            discard(path)
+
+
+def member_files(root, patterns):
+    """The pyproject.toml files that PATTERNS (see `Project.member_patterns`) find now, relative
+    to ROOT. Globbed at each build, not remembered: a first build may lack the directories."""
+    if not patterns:
+        return []  # not a workspace: spare the import of glob (and so of re and os)
+    cold()
+    import glob
+
+    directories = set()
+    for kind, pattern in patterns:
+        found = [os.path.join(root, pattern)]
+        if kind != "path":
+            found = glob.glob(os.path.join(glob.escape(root), pattern))
+        if kind == "exclude":
+            directories.difference_update(found)
+        else:
+            directories.update(found)
+    files = []
+    for directory in directories:
+        path = os.path.normpath(os.path.join(directory, "pyproject.toml"))
+        if os.path.isfile(path) and path != os.path.join(root, "pyproject.toml"):
+            files.append(os.path.relpath(path, root))
+    return sorted(files)
+
+
+def record_members(home, base, members):
+    """Record which members' pyproject.toml count for these root files (`Home.members`)."""
+    directory = home.path + "/members"
+    make_dirs(directory)
+    write_atomically(directory + "/" + base, "\n".join(members), durable=False)
+    prune(directory, 50)
+
+
+def site_packages(env_path):
+    lib = env_path + "/lib"
+    for entry in sorted(posix.listdir(lib)):
+        candidate = "{}/{}/site-packages".format(lib, entry)
+        if is_directory(candidate):
+            return candidate
+    raise Problem(70, "uv built {} without a site-packages directory".format(env_path))
+
+
+def discard_unless_in_use(path):
+    """Remove a ready environment unless a running process holds it; True when removed."""
+    return unless_in_use(path, discard) is not False
+
+
+def in_use(path):
+    """Whether a running process holds the environment (see `Environment.hold`)."""
+    return unless_in_use(path, lambda path: None) is False
+
+
+def unless_in_use(path, action):
+    """ACTION(path) while holding the environment's marker exclusively; False when a running
+    process holds it. A run that waits for the marker meanwhile then sees what ACTION did."""
+    import fcntl
+
+    try:
+        fd = posix.open(path + "/" + READY, posix.O_RDONLY)
+    except OSError:
+        return action(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        posix.close(fd)
+        return False
+    try:
+        return action(path)
+    finally:
+        posix.close(fd)
+
+
+def discard(path):
+    """Remove a directory so that a crash midway leaves nothing a run could take for whole."""
+    try:
+        posix.lstat(path)
+    except OSError:
+        return
+    parent, _, name = path.rpartition("/")
+    trash = "{}/.trash-{}-{}".format(parent, name.lstrip("."), posix.getpid())
+    try:
+        posix.rename(path, trash)
+    except OSError:
+        trash = path
+    remove_tree(trash)
+
+
+def remove_tree(path):
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def prune(directory, keep):
+    """Remove all but the `keep` newest files of a cache directory."""
+    entries = []
+    for entry in posix.listdir(directory):
+        try:
+            entries.append((posix.stat(directory + "/" + entry).st_mtime_ns, entry))
+        except OSError:
+            pass
+    for _mtime, entry in sorted(entries, reverse=True)[keep:]:
+        try:
+            posix.remove(directory + "/" + entry)
+        except OSError:
+            pass
+
+
+def call(command, env=None, pass_fds=()):
+    """Run a command and wait; its output goes live to stderr (stdout belongs to the binary)."""
+    if getenv("APPENV_VERBOSE"):
+        say("running " + " ".join(command))
+    return wait(spawn(command, [(posix.POSIX_SPAWN_DUP2, 2, 1)], env, pass_fds))
+
+
+def spawn(command, actions, env=None, pass_fds=()):
+    """Start a command with posix_spawn: importing subprocess alone would cost 17 ms."""
+    for fd in pass_fds:
+        posix.set_inheritable(fd, True)
+    try:
+        return posix.posix_spawn(command[0], command, posix.environ if env is None else env,
+                                 file_actions=actions)
+    finally:
+        for fd in pass_fds:
+            posix.set_inheritable(fd, False)
+
+
+def wait(pid):
+    """The exit status of a child; 128+N when signal N killed it."""
+    try:
+        _, status = posix.waitpid(pid, 0)
+    except BaseException:  # Ctrl-C: do not leave the child running behind our back
+        posix.kill(pid, 9)
+        posix.waitpid(pid, 0)
+        raise
+    if posix.WIFSIGNALED(status):
+        return 128 + posix.WTERMSIG(status)  # as a shell says it
+    return posix.WEXITSTATUS(status)
+
+
+# What the build path needs of `os` and `os.path`, from `posix`.
+
+
+def which(name):
+    """The executable NAME on PATH, as the shell finds it (shutil.which costs `os`)."""
+    for directory in getenv("PATH", "/bin:/usr/bin").split(":"):
+        path = (directory or ".") + "/" + name
+        if is_file(path) and posix.access(path, posix.X_OK):
+            return path
+    return None
+
+
+def is_file(path):
+    return file_type(path) == 0o100000  # stat.S_IFREG
+
+
+def is_directory(path):
+    return file_type(path) == 0o040000  # stat.S_IFDIR
+
+
+def file_type(path):
+    try:
+        return posix.stat(path).st_mode & 0o170000  # stat.S_IFMT
+    except OSError:
+        return None
+
+
+def make_dirs(path):
+    """os.makedirs(path, exist_ok=True)."""
+    try:
+        posix.mkdir(path, 0o777)
+    except FileNotFoundError:
+        parent = path.rpartition("/")[0]
+        if not parent:
+            raise
+        make_dirs(parent)
+        make_dirs(path)
+    except FileExistsError:
+        if not is_directory(path):
+            raise
+
+
+def touch(path):
+    with open(path, "a"):
+        posix.utime(path, None)
+
+
+def write_atomically(path, data, durable=True, mode=None):
+    """Write text (as UTF-8) or bytes to a file whole or not at all; durable: on disk before
+    it appears; MODE sets its permissions."""
+    temporary = path + ".tmp-{}".format(posix.getpid())
+    with open(temporary, "wb") as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        if durable:
+            f.flush()
+            posix.fsync(f.fileno())
+    if mode is not None:
+        posix.chmod(temporary, mode)
+    posix.replace(temporary, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The cold path: everything below runs only when a build plan must be worked out, or for a
+# subcommand. It imports what it needs where it needs it, so that the warm and the build path
+# never pay for `os`, subprocess, shutil or TOML.
 
 import os  # noqa: E402
 
@@ -425,7 +928,8 @@ class Project:
                 hint = "requirements.txt is here: run {} migrate".format(launcher_command())
             raise Problem(66, "No pyproject.toml found in {}. {}".format(self.root, hint))
         if lock and not os.path.isfile(self.lock_path):
-            raise Problem(66, "No uv.lock found. Run: {} update-lockfile".format(launcher_command()))
+            raise Problem(66, "No uv.lock found. Run: {} update-lockfile".format(
+                launcher_command()))
 
     def member_patterns(self):
         """Where the workspace members and path dependencies are: ("member" | "exclude" |
@@ -485,33 +989,8 @@ class Project:
         return os.path.relpath(path, self.root) if path.startswith(self.root) else path
 
 
-def member_files(root, patterns):
-    """The pyproject.toml files that PATTERNS (see `Project.member_patterns`) find now, relative
-    to ROOT. Globbed at each build, not remembered: a first build may lack the directories."""
-    if not patterns:
-        return []  # not a workspace: spare the import of glob (and so of re)
-    import glob
-
-    directories = set()
-    for kind, pattern in patterns:
-        found = [os.path.join(root, pattern)]
-        if kind != "path":
-            found = glob.glob(os.path.join(glob.escape(root), pattern))
-        if kind == "exclude":
-            directories.difference_update(found)
-        else:
-            directories.update(found)
-    files = []
-    for directory in directories:
-        path = os.path.normpath(os.path.join(directory, "pyproject.toml"))
-        if os.path.isfile(path) and path != os.path.join(root, "pyproject.toml"):
-            files.append(os.path.relpath(path, root))
-    return sorted(files)
-
-
 def read_toml(path):
     """Parse a TOML file; a merge conflict or a syntax error is exit 65 with the place."""
-    name = os.path.basename(path)
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -713,36 +1192,27 @@ def describe_status(status):
 
 def remember_bytecode(path, source):
     """Cache this file's bytecode after its source, which the lines at the top compare: the
-    warm path's code, and the cold path's as marshalled bytes that `cold` loads on demand."""
+    warm path's code, then the build path's and the cold path's as marshalled bytes that
+    `building` and `cold` load on demand."""
     import marshal
 
     if path is None:  # no home directory to cache in
         return
-    split = source.index(b"\n# The cold path:") + 1
-    lines = source.count(b"\n", 0, split)  # so that the cold path's line numbers are the file's
-    warm = compile(source[:split], launcher_file(), "exec")
-    rest = compile(b"\n" * lines + source[split:], launcher_file(), "exec")
+    build = source.index(b"\n# The build path:") + 1
+    rest = source.index(b"\n# The cold path:") + 1
+    sections = []
+    for start, end in ((0, build), (build, rest), (rest, len(source))):
+        lines = source.count(b"\n", 0, start)  # so that line numbers are the file's
+        sections.append(compile(b"\n" * lines + source[start:end], launcher_file(), "exec"))
+    warm, build_path, cold_path = sections
+    left_out = marshal.dumps((build_path, marshal.dumps(cold_path)))
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         # not durable: what a power loss leaves is compared, or fails to load, and is replaced
-        write_atomically(path, source + marshal.dumps((warm, marshal.dumps(rest))),
-                         durable=False)
+        write_atomically(path, source + marshal.dumps((warm, left_out)), durable=False)
         prune(os.path.dirname(path), 20)  # launchers of other versions, other Pythons
     except OSError:
         pass  # a read-only home: compiled on every run, as a script would be
-
-
-def cache_dir():
-    """appenv's own cache: the uv it installed and the libraries it needs."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "appenv")
-
-
-def call(command, env=None, pass_fds=()):
-    """Run a command and wait; its output goes live to stderr (stdout belongs to the binary)."""
-    if os.environ.get("APPENV_VERBOSE"):
-        say("running " + " ".join(command))
-    return wait(spawn(command, [(os.POSIX_SPAWN_DUP2, 2, 1)], env, pass_fds))
 
 
 def output(command):
@@ -760,18 +1230,6 @@ def output(command):
     return data if wait(pid) == 0 else None
 
 
-def spawn(command, actions, env=None, pass_fds=()):
-    """Start a command with os.posix_spawn: importing subprocess alone would cost 17 ms."""
-    for fd in pass_fds:
-        os.set_inheritable(fd, True)
-    try:
-        return os.posix_spawn(command[0], command, os.environ if env is None else env,
-                              file_actions=actions)
-    finally:
-        for fd in pass_fds:
-            os.set_inheritable(fd, False)
-
-
 def quiet_status(command):
     """A command's exit status, its output dropped (None when it cannot run)."""
     actions = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0) for fd in (1, 2)]
@@ -781,27 +1239,11 @@ def quiet_status(command):
         return None
 
 
-def wait(pid):
-    """The exit status of a child; 128+N when signal N killed it."""
-    try:
-        _, status = os.waitpid(pid, 0)
-    except BaseException:  # Ctrl-C: do not leave the child running behind our back
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        raise
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)  # as a shell says it
-    return os.WEXITSTATUS(status)
-
-
 # --- uv --------------------------------------------------------------------------------------
 
 
-class Uv:
+class Uv(UvBinary):
     """The uv binary appenv drives: found, or installed into appenv's cache with pip."""
-
-    def __init__(self, path, version, how):
-        self.path, self.version, self.how = path, version, how
 
     @staticmethod
     def any():
@@ -916,16 +1358,6 @@ class Uv:
         finally:
             remove_tree(staging)
 
-    def command(self, *args):
-        return [self.path] + list(args)
-
-    def run(self, args, env=None, step=None, pass_fds=()):
-        """Run uv with output live on stderr; a failure is uv's status plus which step failed."""
-        status = call(self.command(*args), env=env, pass_fds=pass_fds)
-        if status != 0 and step:
-            raise Problem(status, "{} failed (uv exited with status {})".format(step, status))
-        return status
-
     def exec(self, args, cwd=None):
         if os.environ.get("APPENV_VERBOSE"):
             say("running " + " ".join(self.command(*args)))
@@ -934,362 +1366,7 @@ class Uv:
         os.execv(self.path, self.command(*args))
 
 
-# --- Building environments -------------------------------------------------------------------
-
-
-def build(project, env, partial=()):
-    """Make environment ENV ready: wait for another appenv building it, or build it in place."""
-    project.check_present()  # before making .appenv: a missing file leaves nothing behind
-    with Builder(env.home) as builder:  # a home that cannot be written: 73, before any work
-        return builder.ensure(project, env, partial)
-
-
-class Plan:
-    """How to build an environment: the uv to run, the `uv sync` options, how many to keep.
-
-    Working it out parses pyproject.toml, imports packaging and asks uv for its version: some
-    70 ms, as long as the build itself. It depends only on the fingerprinted files and on which
-    uv is at hand, so it is remembered in appenv's cache under the fingerprint: a fresh clone
-    of a project built before on this machine (a CI runner, a deploy, a worktree) goes
-    straight to `uv sync`.
-    """
-
-    def __init__(self, key, uv, options, keep, member_patterns):
-        self.key, self.uv, self.options, self.keep = key, uv, options, keep
-        self.member_patterns = member_patterns
-
-    @classmethod
-    def of(cls, project, env):
-        return cls.recall(env.base) or cls.work_out(project, env)
-
-    @classmethod
-    def work_out(cls, project, env):
-        project.check()
-        config = project.config()
-        uv = Uv.find(config.required_uv)
-        plan = cls(env.base, uv, config.sync_options(env.selection), config.keep,
-                   project.member_patterns())
-        plan.remember()
-        return plan
-
-    @staticmethod
-    def path(key):
-        # per launcher too: two versions of appenv on one machine do not evict each other's
-        return os.path.join(cache_dir(), "plans", "{}-{}".format(key, launcher_digest()[:12]))
-
-    @staticmethod
-    def situation(uv_path):
-        """What decides which uv `Uv.find` picks, and the picked uv's own file."""
-        explicit = os.environ.get("APPENV_UV", "")
-        on_path = which("uv") or ""
-        return [launcher_digest(), explicit, on_path, file_identity(explicit or on_path),
-                uv_path, file_identity(uv_path)]
-
-    @classmethod
-    def recall(cls, key):
-        try:
-            with open(cls.path(key), "rb") as f:
-                fields = f.read().decode("utf-8").split("\0")
-            situation, (version, how, keep, members), options = (fields[:6], fields[6:10],
-                                                                  fields[10:])
-            keep = int(keep)
-        except (OSError, ValueError):
-            return None
-        if situation != cls.situation(situation[4]):
-            return None
-        patterns = [tuple(line.split("\t", 1)) for line in members.split("\n") if line]
-        return cls(key, Uv(situation[4], version, how), options, keep, patterns)
-
-    def remember(self):
-        fields = self.situation(self.uv.path) + [str(self.uv.version), self.uv.how,
-                                                 str(self.keep), "\n".join(
-                                                     "\t".join(p) for p in self.member_patterns)]
-        fields += self.options
-        try:
-            os.makedirs(os.path.dirname(self.path(self.key)), exist_ok=True)
-            write_atomically(self.path(self.key), "\0".join(fields), durable=False)
-            prune(os.path.dirname(self.path(self.key)), 200)
-        except OSError:
-            pass  # a cache: the next build works the plan out again
-
-
-def launcher_digest(known=[]):
-    """The digest of this launcher's file, read once (a plan's name and its situation)."""
-    if not known:
-        known.append(digest(read_bytes(launcher_file())))
-    return known[0]
-
-
-def file_identity(path):
-    try:
-        st = os.stat(path)
-    except OSError:
-        return ""
-    return "{}:{}:{}".format(st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def prune(directory, keep):
-    """Remove all but the `keep` newest files of a cache directory."""
-    entries = []
-    for entry in os.listdir(directory):
-        try:
-            entries.append((os.stat(os.path.join(directory, entry)).st_mtime_ns, entry))
-        except OSError:
-            pass
-    for _mtime, entry in sorted(entries, reverse=True)[keep:]:
-        try:
-            os.remove(os.path.join(directory, entry))
-        except OSError:
-            pass
-
-
-class Builder:
-    """Holds the home's file lock while it builds; one builds, the others wait and reuse."""
-
-    def __init__(self, home):
-        self.home = home
-        self.fd = None
-        self.waited = False
-
-    def __enter__(self):
-        import fcntl
-
-        try:
-            os.makedirs(self.home.envs, exist_ok=True)
-            ignore = os.path.join(self.home.path, ".gitignore")
-            if not os.path.exists(ignore):
-                write_atomically(ignore, "# appenv's environments; never committed\n*\n",
-                                 durable=False)
-            self.fd = os.open(os.path.join(self.home.path, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise Problem(73, (
-                "cannot write {}: {}. The environment for this uv.lock is not built yet. Run "
-                "`{} prepare` as the owner of {}, or set APPENV_HOME=DIR to keep environments "
-                "elsewhere."
-            ).format(self.home.path, e.strerror, launcher_command(), self.home.root))
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say("waiting for another appenv to finish building in {} (the processes that "
-                "hold {}/lock)".format(self.home.path, self.home.path))
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-            self.waited = True
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self.fd)
-
-    def ensure(self, project, env, partial):
-        plan = None
-        for attempt in range(3):
-            if attempt or self.waited:  # as the appenv we waited for, or uv, left the files
-                env = self.home.environment(env.selection)
-            if env.is_ready():  # built by the appenv we waited for; enough for partial too
-                self.point_current(env)
-                return env
-            if os.path.exists(env.marker) and in_use(env.path):
-                say("the environment {} was changed by hand (or lost its interpreter), but a "
-                    "running process uses it: it is used as it is, and rebuilt once no process "
-                    "holds it".format(env.path))
-                env.hold()
-                return env
-            if plan is None or plan.key != env.base:
-                plan = Plan.of(project, env)
-            members = member_files(project.root, plan.member_patterns)
-            if list(self.home.members(env.base)) != members:
-                record_members(self.home, env.base, members)
-                env = self.home.environment(env.selection)
-                if env.is_ready():
-                    self.point_current(env)
-                    return env
-            if not os.path.exists(os.path.join(env.path, PARTIAL)):
-                discard(env.path)  # a crashed or hand-broken build: never used, built again
-            self.sync(env, project, plan, partial)
-            latest = self.home.environment(env.selection)
-            if latest.key != env.key:
-                say("uv.lock or pyproject.toml changed during the build; building again")
-                env = latest
-                continue
-            if partial:
-                touch(os.path.join(env.path, PARTIAL))
-                return env
-            self.mark_ready(env)
-            if not env.is_ready():
-                raise Problem(70, "the environment {} changed while appenv marked it ready"
-                              .format(env.path))
-            self.point_current(env)
-            self.collect_garbage(plan.keep, env)
-            return env
-        raise Problem(75, "uv.lock keeps changing while appenv builds; try again")
-
-    def sync(self, env, project, plan, partial):
-        environ = dict(os.environ, UV_PROJECT_ENVIRONMENT=env.path)
-        environ.pop("VIRTUAL_ENV", None)  # the project environment is ours; spare uv's warning
-        args = ["sync", "--project", project.root] + plan.options + list(partial)
-        # The lock travels with uv: if appenv is killed, a new build waits for uv to end.
-        try:
-            plan.uv.run(args, env=environ, pass_fds=(self.fd,),
-                        step="building the environment {}".format(env.path))
-        except Problem:
-            project.diagnose()  # uv.lock not valid TOML: exit 65 with the file and line
-            raise
-
-    def mark_ready(self, env):
-        """Record what `is_ready` compares against, then make it visible in one rename."""
-        site = site_packages(env.path)
-        # Python writes bytecode of top-level modules into site-packages/__pycache__; make it
-        # now so that the directory's mtime changes only when packages do.
-        os.makedirs(os.path.join(site, "__pycache__"), exist_ok=True)
-        try:
-            os.remove(os.path.join(env.path, PARTIAL))
-        except FileNotFoundError:
-            pass
-        version = "{}.{}.{}".format(*sys.version_info[:3])
-        try:
-            with open(os.path.join(env.path, "pyvenv.cfg")) as f:
-                for line in f:
-                    key, _, value = line.partition("=")
-                    if key.strip() in ("version_info", "version"):
-                        version = value.strip()
-        except OSError:
-            pass
-        text = "appenv {}\n{}\n{}\n{}\n{}\n".format(
-            FORMAT, env.key, site, os.stat(site).st_mtime_ns, version)
-        # uv writes without fsync: after a power loss its files may be empty. Flush them all
-        # (one sync costs what an fsync of the marker did) before the marker says they are
-        # there. A marker lost with the power only means a rebuild.
-        os.sync()
-        write_atomically(env.marker, text, durable=False)
-
-    def point_current(self, env):
-        link = os.path.join(self.home.path, "current")
-        target = os.path.join("envs", env.key)
-        try:
-            if os.readlink(link) == target:
-                touch(env.marker)
-                return
-        except OSError:
-            pass
-        temporary = link + ".tmp-{}".format(os.getpid())
-        try:
-            os.remove(temporary)
-        except FileNotFoundError:
-            pass
-        os.symlink(target, temporary)
-        os.replace(temporary, link)
-        touch(env.marker)  # recency, for garbage collection
-
-    def collect_garbage(self, keep, current):
-        """Keep the `keep` most recently used; never current, never one a process runs in."""
-        ready, other = [], []
-        for entry in os.listdir(self.home.envs):
-            path = os.path.join(self.home.envs, entry)
-            marker = os.path.join(path, READY)
-            if entry == current.key:
-                continue
-            if os.path.exists(marker):
-                ready.append((os.stat(marker).st_mtime_ns, path))
-            else:
-                other.append(path)  # crashed builds, trash, partial builds of other files
-        ready.sort(reverse=True)
-        for _mtime, path in ready[keep - 1:]:
-            discard_unless_in_use(path)
-        for path in other:
-            discard(path)
-
-
-def record_members(home, base, members):
-    """Record which members' pyproject.toml count for these root files (`Home.members`)."""
-    directory = os.path.join(home.path, "members")
-    os.makedirs(directory, exist_ok=True)
-    write_atomically(os.path.join(directory, base), "\n".join(members), durable=False)
-    prune(directory, 50)
-
-
-def site_packages(env_path):
-    lib = os.path.join(env_path, "lib")
-    for entry in sorted(os.listdir(lib)):
-        candidate = os.path.join(lib, entry, "site-packages")
-        if os.path.isdir(candidate):
-            return candidate
-    raise Problem(70, "uv built {} without a site-packages directory".format(env_path))
-
-
-def discard_unless_in_use(path):
-    """Remove a ready environment unless a running process holds it; True when removed."""
-    return unless_in_use(path, discard) is not False
-
-
-def in_use(path):
-    """Whether a running process holds the environment (see `Environment.hold`)."""
-    return unless_in_use(path, lambda path: None) is False
-
-
-def unless_in_use(path, action):
-    """ACTION(path) while holding the environment's marker exclusively; False when a running
-    process holds it. A run that waits for the marker meanwhile then sees what ACTION did."""
-    import fcntl
-
-    try:
-        fd = os.open(os.path.join(path, READY), os.O_RDONLY)
-    except OSError:
-        return action(path)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return False
-    try:
-        return action(path)
-    finally:
-        os.close(fd)
-
-
-def discard(path):
-    """Remove a directory so that a crash midway leaves nothing a run could take for whole."""
-    if not os.path.lexists(path):
-        return
-    trash = os.path.join(os.path.dirname(path), ".trash-{}-{}".format(
-        os.path.basename(path).lstrip("."), os.getpid()))
-    try:
-        os.rename(path, trash)
-    except OSError:
-        trash = path
-    remove_tree(trash)
-
-
-def remove_tree(path):
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def which(name):
-    """The executable NAME on PATH, as the shell finds it (shutil costs an import)."""
-    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
-        path = os.path.join(directory or ".", name)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    return None
-
-
-def touch(path):
-    with open(path, "a"):
-        os.utime(path, None)
-
-
-def write_atomically(path, data, durable=True, mode=None):
-    """Write text (as UTF-8) or bytes to a file whole or not at all; durable: on disk before
-    it appears; MODE sets its permissions."""
-    temporary = path + ".tmp-{}".format(os.getpid())
-    with open(temporary, "wb") as f:
-        f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
-    if mode is not None:
-        os.chmod(temporary, mode)
-    os.replace(temporary, path)
+# --- What an environment provides ------------------------------------------------------------
 
 
 def no_such_binary(env, name):
@@ -1482,7 +1559,8 @@ class NewProject:
             return None
         if text and not text.endswith("\n"):
             text += "\n"
-        return (text + "".join(entry + "\n" for entry in missing)).encode("utf-8", "surrogateescape")
+        text += "".join(entry + "\n" for entry in missing)
+        return text.encode("utf-8", "surrogateescape")
 
     def pyproject_text(self, pins=()):
         """The [project] table and appenv's and uv's settings, after what the file had before.
@@ -2426,7 +2504,7 @@ class Command:
         if add_extras or add_groups:
             project.check()
             selection = selection.adding(project.config(), add_extras, add_groups)
-        env = build(project, Home(self.root).environment(selection), partial)
+        env = build(self.root, Home(self.root).environment(selection), partial)
         if add_extras or add_groups:
             say("symlinks and `python` run in this environment with {}".format(
                 selection.variables()))

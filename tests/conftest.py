@@ -155,6 +155,13 @@ class Project:
         assert listing(self.root) == before
         return result
 
+    def clone(self, name):
+        """A fresh clone beside this project: its files without its environments."""
+        root = self.root.parent / name
+        shutil.copytree(str(self.root), str(root), symlinks=True,
+                        ignore=shutil.ignore_patterns(".appenv", ".venv"))
+        return type(self)(root, self.env)
+
     def environments(self):
         envs = self.root / ".appenv" / "envs"
         return sorted(p.name for p in envs.iterdir() if not p.name.startswith(".")) \

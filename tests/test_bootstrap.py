@@ -46,6 +46,10 @@ def test_launcher_on_each_cpython(project_factory, tmp_path, python):
         "XDG_CACHE_HOME": str(tmp_path / "cache")}
     out = json.loads(project.run(["./tool-a", "arg"], env=env, check=0).stdout)
     assert out["argv"][1:] == ["arg"] and out["version"] == "1.0"
+    # a fresh clone: the plan recalled, the build path run from the cached bytecode
+    fresh = project.clone("fresh")
+    assert json.loads(fresh.run(["./tool-a"], env=env, check=0).stdout)["version"] == "1.0"
+    assert fresh.run([fresh.root / ".appenv" / "current" / "bin" / "tool-a"], check=0).stdout
     assert project.cmd("--version", env=env, check=0).stdout.startswith("appenv ")
     # its own libraries went to its own cache, not to the project's environment
     assert list((tmp_path / "cache" / "appenv" / "lib").iterdir())

@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 
@@ -239,39 +238,53 @@ def test_odd_shapes_in_pyproject_are_no_traceback(project, text):
     assert project.cmd("status").returncode == 0
 
 
-def test_the_warm_path_loads_the_cold_path_before_it_uses_it():
-    """The lines at the top run only the code above `# The cold path:`; a function there
-    that uses a name defined below it (`os`, `build`, ...) must call cold() first."""
+def test_the_warm_and_build_paths_load_what_they_use_before_they_use_it():
+    """The lines at the top run only the code above `# The build path:`, and a first run of
+    files built before only that down to `# The cold path:`. A function in either section
+    that uses a name defined further down (`os`, `build`, `Project`, ...) must call the
+    function that defines it first: building() or cold() for the build path, cold() for the
+    cold path."""
     import ast
     import builtins
 
     with open(LAUNCHER) as f:
         source = f.read()
-    warm = ast.parse(source[:source.index("\n# The cold path:")])
-    defined = set(dir(builtins)) | {"__file__", "COLD"}
-    for node in warm.body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            defined.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
-        elif isinstance(node, ast.Assign):
-            defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
-    checked = []
-    for function in ast.walk(warm):
-        if not isinstance(function, ast.FunctionDef):
-            continue
-        local = {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)}
-        local |= {n.id for n in ast.walk(function) if isinstance(n, ast.Name)
-                  and isinstance(n.ctx, ast.Store)}
-        local |= {a.asname or a.name for n in ast.walk(function)
-                  if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
-        colds = [n.lineno for n in ast.walk(function) if isinstance(n, ast.Call)
-                 and isinstance(n.func, ast.Name) and n.func.id == "cold"]
-        for name in ast.walk(function):
-            if (isinstance(name, ast.Name) and isinstance(name.ctx, ast.Load)
-                    and name.id not in defined | local):
-                checked.append(name.id)
-                assert any(line <= name.lineno for line in colds), (
-                    "{}() uses {} from the cold path without cold() before it (line {})"
-                    .format(function.name, name.id, name.lineno))
-    assert {"os", "build", "Project"} <= set(checked)  # it sees the names it must see
+    build_at, cold_at = source.index("\n# The build path:"), source.index("\n# The cold path:")
+    sections = {"warm": source[:build_at], "build": source[build_at:cold_at]}
+    defined = {"warm": set(dir(builtins)) | {"__file__", "COLD", "COLD_PATH"}}
+    for name in ("warm", "build"):
+        names = defined[name] if name == "warm" else set(defined["warm"])
+        for node in ast.parse(sections[name]).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).split(".")[0] for a in node.names)
+            elif isinstance(node, ast.Assign):
+                names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        defined[name] = names
+    loaders = {"warm": {"build": {"building", "cold"}, "cold": {"cold"}},
+               "build": {"cold": {"cold"}}}
+    checked = {"warm": [], "build": []}
+    for name, text in sections.items():
+        for function in ast.walk(ast.parse(text)):
+            if not isinstance(function, ast.FunctionDef):
+                continue
+            local = {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)}
+            local |= {n.id for n in ast.walk(function) if isinstance(n, ast.Name)
+                      and isinstance(n.ctx, ast.Store)}
+            local |= {a.asname or a.name for n in ast.walk(function)
+                      if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+            calls = [(n.lineno, n.func.id) for n in ast.walk(function)
+                     if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+            for used in ast.walk(function):
+                if (not isinstance(used, ast.Name) or not isinstance(used.ctx, ast.Load)
+                        or used.id in defined[name] | local):
+                    continue
+                where = "build" if used.id in defined["build"] else "cold"
+                checked[name].append(used.id)
+                assert any(line <= used.lineno and called in loaders[name][where]
+                           for line, called in calls), (
+                    "{}() in the {} path uses {} from the {} path without loading it first "
+                    "(line {})".format(function.name, name, used.id, where, used.lineno))
+    assert {"build", "os"} <= set(checked["warm"])  # it sees the names it must see
+    assert {"os", "Project", "Uv", "launcher_command"} <= set(checked["build"])

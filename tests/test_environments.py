@@ -338,6 +338,23 @@ def test_the_warm_path_imports_only_what_it_needs(project):
     lock a running binary holds, and _blake2, for the fingerprint."""
     project.run(["./tool-a"], check=0)
     project.run(["./tool-a"], check=0)  # the launcher's bytecode cached
+    assert modules_at_exec(project) <= {"fcntl", "_blake2", "marshal", "posix"}
+
+
+def test_a_fresh_clone_builds_without_importing_os(project, tmp_path):
+    """SPEC 11: the first run of files built before on this machine recalls the plan, runs
+    `uv sync` and marks the environment ready with no more imports than the warm path."""
+    project.run(["./tool-a"], check=0)
+    project.run(["./tool-a"], check=0)  # the plan remembered, the launcher's bytecode cached
+    fresh = project.clone("fresh")
+    assert modules_at_exec(fresh) <= {"fcntl", "_blake2", "marshal", "posix"}
+    assert version_of(fresh.run(["./tool-a"])) == "1.0"  # it built, and marked ready
+    assert len(os.listdir(str(fresh.root / ".appenv" / "envs"))) == 1
+
+
+def modules_at_exec(project):
+    """The modules the launcher imported beyond Python's own start, when it was about to exec
+    ./tool-a: sh's lines run by a python3 whose execve reports instead of replacing it."""
     # What sh passes to Python, from a python3 that prints its fourth argument (after -c).
     fake = project.root / "fake-bin"
     fake.mkdir()
@@ -345,8 +362,7 @@ def test_the_warm_path_imports_only_what_it_needs(project):
     (fake / "python3").chmod(0o755)
     top = project.run(["./tool-a"], env={"PATH": "{}:{}".format(fake, project.env["PATH"])},
                       check=0).stdout
-    # The launcher's own first lines, with execve reporting the modules instead of replacing
-    # the process with the binary.
+    shutil.rmtree(str(fake))
     spy = ("import posix, sys\n"
            "def execve(path, argv, environ):\n"
            "    sys.stdout.write(' '.join(sorted(sys.modules)))\n"
@@ -358,16 +374,7 @@ def test_the_warm_path_imports_only_what_it_needs(project):
     start = project.run(["python3", "-I", "-S", "-c",
                          "import sys; print(' '.join(sys.modules))"], check=0)
     assert "fcntl" in loaded  # the spy ran when the launcher was about to exec the binary
-    assert loaded - set(start.stdout.split()) <= {"fcntl", "_blake2", "marshal", "posix"}, (
-        loaded - set(start.stdout.split()))
-
-
-def clone(project, tmp_path, name):
-    """A fresh clone: the project's files without its environments."""
-    root = tmp_path / name
-    shutil.copytree(str(project.root), str(root), symlinks=True,
-                    ignore=shutil.ignore_patterns(".appenv", ".venv"))
-    return type(project)(root, project.env)
+    return loaded - set(start.stdout.split())
 
 
 def test_a_fresh_clone_goes_straight_to_uv_sync(project, tmp_path):
@@ -383,14 +390,14 @@ def test_a_fresh_clone_goes_straight_to_uv_sync(project, tmp_path):
     log.write_text("")
     assert version_of(project.run(["./tool-a"], env=env)) == "1.0"
     assert log.read_text().split() == ["--version", "sync"]  # the plan worked out
-    first = clone(project, tmp_path, "clone-1")
+    first = project.clone("clone-1")
     assert version_of(first.run(["./tool-a"], env=env)) == "1.0"
     assert log.read_text().split() == ["--version", "sync", "sync"]  # and remembered
     wrapper.write_text(wrapper.read_text() + "\n")  # another uv: checked again
-    second = clone(project, tmp_path, "clone-2")
+    second = project.clone("clone-2")
     assert version_of(second.run(["./tool-a"], env=env)) == "1.0"
     assert log.read_text().split()[3:] == ["--version", "sync"]
-    third = clone(project, tmp_path, "clone-3")
+    third = project.clone("clone-3")
     third.pyproject(["tool-a==1.5"])  # other files: worked out again
     third.lock()
     assert version_of(third.run(["./tool-a"], env=env)) == "1.5"

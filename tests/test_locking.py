@@ -58,7 +58,8 @@ def conflicted(ours, theirs):
         if op == "equal":
             lines += a[i1:i2]
         else:
-            lines += ["<<<<<<< HEAD\n"] + a[i1:i2] + ["=======\n"] + b[j1:j2] + [">>>>>>> feature\n"]
+            lines += (["<<<<<<< HEAD\n"] + a[i1:i2] + ["=======\n"] + b[j1:j2]
+                      + [">>>>>>> feature\n"])
     return "".join(lines)
 
 
