@@ -409,8 +409,8 @@ def real_path(path):
 
 def build(root, env, partial=()):
     """Make environment ENV ready: wait for another appenv building it, or build it in place."""
-    plan = Plan.recall(env.base)  # there is one only for files that were all there
-    if plan is None:
+    plan = Plan.recall(Plan.key_for(root, env.selection))
+    if plan is None or not is_file(root + "/uv.lock"):  # a plan is had only with pyproject.toml
         cold()
         Project(root).check_present()  # before making .appenv: a missing file leaves nothing
     with Builder(env.home) as builder:  # a home that cannot be written: 73, before any work
@@ -421,30 +421,38 @@ class Plan:
     """How to build an environment: the uv to run, the `uv sync` options, how many to keep.
 
     Working it out parses pyproject.toml, imports packaging and asks uv for its version: some
-    70 ms, as long as the build itself. It depends only on the fingerprinted files and on which
-    uv is at hand, so it is remembered in appenv's cache under the fingerprint: a fresh clone
-    of a project built before on this machine (a CI runner, a deploy, a worktree) goes
-    straight to `uv sync`.
+    20 ms, as long as the build itself. It depends only on pyproject.toml, the selection and
+    which uv is at hand, not on uv.lock, so it is remembered in appenv's cache under a digest
+    of the first two: a fresh clone of a project built before on this machine (a CI runner, a
+    deploy, a worktree), even with a new uv.lock, goes straight to `uv sync`. uv reports what
+    is wrong with a uv.lock, and `Project.diagnose` says it again with the recipe.
     """
 
     def __init__(self, key, uv, options, keep, member_patterns):
         self.key, self.uv, self.options, self.keep = key, uv, options, keep
         self.member_patterns = member_patterns
 
-    @classmethod
-    def of(cls, root, env):
-        return cls.recall(env.base) or cls.work_out(root, env)
+    @staticmethod
+    def key_for(root, selection):
+        return fingerprint(root, b"plan %s\0%s" % (FORMAT.encode(), selection.encode()),
+                           ("pyproject.toml",))
 
     @classmethod
-    def work_out(cls, root, env):
+    def of(cls, root, selection):
+        key = cls.key_for(root, selection)
+        return cls.recall(key) or cls.work_out(root, selection, key)
+
+    @classmethod
+    def work_out(cls, root, selection, key):
         cold()
         project = Project(root)
         project.check()
         config = project.config()
         uv = Uv.find(config.required_uv)
-        plan = cls(env.base, uv, config.sync_options(env.selection), config.keep,
+        plan = cls(key, uv, config.sync_options(selection), config.keep,
                    project.member_patterns())
-        plan.remember()
+        if cls.key_for(root, selection) == key:  # not what pyproject.toml was a moment ago
+            plan.remember()
         return plan
 
     @staticmethod
@@ -582,8 +590,8 @@ class Builder:
                     "holds it".format(env.path))
                 env.hold()
                 return env
-            if plan is None or plan.key != env.base:
-                plan = Plan.of(root, env)
+            if plan is None or plan.key != Plan.key_for(root, env.selection):
+                plan = Plan.of(root, env.selection)
             members = member_files(root, plan.member_patterns)
             if list(self.home.members(env.base)) != members:
                 record_members(self.home, env.base, members)

@@ -119,9 +119,9 @@ class Project:
                    'requires-python = ">=3.8"\ndependencies = [\n{}]\n{}'.format(
                        name, deps, textwrap.dedent(extra)))
 
-    def lock(self):
-        result = subprocess.run([UV, "lock", "--project", str(self.root)], env=self.env,
-                                capture_output=True, text=True)
+    def lock(self, *options):
+        result = subprocess.run([UV, "lock", "--project", str(self.root)] + list(options),
+                                env=self.env, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         return (self.root / "uv.lock").read_text()
 

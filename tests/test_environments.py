@@ -398,7 +398,29 @@ def test_a_fresh_clone_goes_straight_to_uv_sync(project, tmp_path):
     assert version_of(second.run(["./tool-a"], env=env)) == "1.0"
     assert log.read_text().split()[3:] == ["--version", "sync"]
     third = project.clone("clone-3")
-    third.pyproject(["tool-a==1.5"])  # other files: worked out again
-    third.lock()
+    third.pyproject(["tool-a>=1.0,<2"])  # another pyproject.toml: worked out again
+    third.lock("--upgrade")
     assert version_of(third.run(["./tool-a"], env=env)) == "1.5"
     assert log.read_text().split()[5:] == ["--version", "sync"]
+    third.lock("--upgrade-package", "tool-a==1.0")  # another uv.lock, the same pyproject.toml
+    fourth = third.clone("clone-4")
+    assert version_of(fourth.run(["./tool-a"], env=env)) == "1.0"
+    assert log.read_text().split()[7:] == ["sync"]  # a plan does not depend on uv.lock
+
+
+def test_a_remembered_plan_still_checks_uv_lock(project):
+    """A plan is keyed by pyproject.toml: a missing or conflicted uv.lock with a plan at hand
+    is still 66 or 65, with the words of the error table and nothing half-made."""
+    project.run(["./tool-a"], check=0)  # the plan remembered
+    fresh = project.clone("fresh")
+    (fresh.root / "uv.lock").unlink()
+    fresh.refused(["./tool-a"], 66, "No uv.lock found. Run: ./appenv update-lockfile")
+    assert not (fresh.root / ".appenv").exists()
+    text = (project.root / "uv.lock").read_text()
+    (fresh.root / "uv.lock").write_text("<<<<<<< HEAD\n" + text + "=======\n" + text
+                                        + ">>>>>>> feature\n")
+    result = fresh.run(["./tool-a"])
+    assert result.returncode == 65 and result.stdout == ""
+    assert "merge conflict" in result.stderr and "./appenv update-lockfile" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert os.listdir(str(fresh.root / ".appenv" / "envs")) == []  # nothing marked, nothing left
