@@ -4,11 +4,12 @@
 "cache = code = cold = None; exec('try:\n e = posix.environ\n cache = (e.get(b\"XDG_CACHE_HOME\") "\
 "or (e.get(b\"HOME\") or __import__(\"pwd\").getpwuid(posix.getuid()).pw_dir.encode()) + "\
 "b\"/.cache\").decode(sys.getfilesystemencoding(), \"surrogateescape\") + "\
-"\"/appenv/bytecode/{}-{}\".format(sys.implementation.cache_tag, len(source))\n "\
+"\"/appenv/bytecode/{}-{:x}-{}\".format(sys.implementation.cache_tag, sys.hexversion, "\
+"len(source))\n "\
 "with open(cache, \"rb\") as f: cached = f.read()\n code, cold = "\
 "marshal.loads(cached[len(source):]) if cached[:len(source)] == source else (None, None)\n "\
 "code.co_name\nexcept Exception:\n code = cold = None'); "\
-"m = type(sys)('appenv'); m.__file__ = path; m.COLD = cold; "\
+"m = type(sys)('appenv'); m.__file__ = path; m.COLD = cold; m.CACHE = cache; "\
 "m.BYTECODE = None if code else (cache, source); "\
 "exec(code or compile(source, path, 'exec'), m.__dict__); sys.exit(m.main(sys.argv[1:]))" "$0" "$@"
 
@@ -56,6 +57,7 @@ KEEP = 3  # environments kept for switching back and for running processes
 LAUNCHER_NAMES = ("appenv", "appenv.py")
 # Set by the lines at the top: where to cache this file's bytecode, when it was not cached yet
 BYTECODE = globals().get("BYTECODE")
+CACHE = globals().get("CACHE")  # and where it is cached
 READY = "appenv-ready"  # written into an environment last, once it is complete
 PARTIAL = "appenv-partial"  # a `prepare --no-install-*` build, to be completed in place
 
@@ -85,9 +87,7 @@ def building():
     run of files built before on this machine needs nothing more."""
     left_out = globals().pop("COLD", None)
     if left_out is not None:
-        import marshal
-
-        build_path, globals()["COLD_PATH"] = marshal.loads(left_out)
+        build_path, globals()["COLD_PATH"] = unmarshal(left_out, 1)
         exec(build_path, globals())
 
 
@@ -98,9 +98,41 @@ def cold():
     building()
     code = globals().pop("COLD_PATH", None)
     if code is not None:
-        import marshal
+        exec(unmarshal(code, 2), globals())
 
-        exec(marshal.loads(code), globals())
+
+def unmarshal(data, section):
+    """Section 1 (the build path, and the cold path's bytes) or 2 (the cold path) as cached.
+    The lines at the top check only the warm path's code: if the rest is damaged (a power
+    loss, a bad disk), compile it from this file, and drop the cache for the next run to
+    write again."""
+    import marshal
+
+    try:
+        loaded = marshal.loads(data)
+        (loaded[0] if section == 1 else loaded).co_name  # a code object, not any value
+        return loaded
+    except Exception:  # ValueError, EOFError, TypeError, IndexError, AttributeError
+        pass
+    try:
+        posix.remove(CACHE)
+    except (OSError, TypeError):
+        pass
+    with open(launcher_file(), "rb") as f:
+        _, build_path, cold_path = sections(f.read())
+    return (build_path, marshal.dumps(cold_path)) if section == 1 else cold_path
+
+
+def sections(source):
+    """This file's source compiled in three parts: the warm, the build and the cold path,
+    each with the file's line numbers."""
+    build = source.index(b"\n# The build path:") + 1
+    rest = source.index(b"\n# The cold path:") + 1
+    parts = []
+    for start, end in ((0, build), (build, rest), (rest, len(source))):
+        lines = source.count(b"\n", 0, start)
+        parts.append(compile(b"\n" * lines + source[start:end], launcher_file(), "exec"))
+    return parts
 
 
 def launcher_root():
@@ -410,7 +442,7 @@ def real_path(path):
 def build(root, env, partial=()):
     """Make environment ENV ready: wait for another appenv building it, or build it in place."""
     plan = Plan.recall(Plan.key_for(root, env.selection))
-    if plan is None or not is_file(root + "/uv.lock"):  # a plan is had only with pyproject.toml
+    if plan is None or not (is_file(root + "/pyproject.toml") and is_file(root + "/uv.lock")):
         cold()
         Project(root).check_present()  # before making .appenv: a missing file leaves nothing
     with Builder(env.home) as builder:  # a home that cannot be written: 73, before any work
@@ -476,7 +508,7 @@ class Plan:
             situation, (version, how, keep, members), options = (fields[:6], fields[6:10],
                                                                   fields[10:])
             keep = int(keep)
-        except (OSError, ValueError):
+        except (OSError, ValueError, Problem):  # none, damaged, or no cache at all
             return None
         if situation != cls.situation(situation[4]):
             return None
@@ -492,7 +524,7 @@ class Plan:
             make_dirs(self.path(self.key).rpartition("/")[0])
             write_atomically(self.path(self.key), "\0".join(fields), durable=False)
             prune(self.path(self.key).rpartition("/")[0], 200)
-        except OSError:
+        except (OSError, Problem):
             pass  # a cache: the next build works the plan out again
 
 
@@ -507,7 +539,10 @@ class UvBinary:
 
     def run(self, args, env=None, step=None, pass_fds=()):
         """Run uv with output live on stderr; a failure is uv's status plus which step failed."""
-        status = call(self.command(*args), env=env, pass_fds=pass_fds)
+        try:
+            status = call(self.command(*args), env=env, pass_fds=pass_fds)
+        except OSError as e:  # removed, or no longer executable, since it was found
+            raise Problem(69, "cannot run uv {}: {}".format(self.path, e.strerror))
         if status != 0 and step:
             raise Problem(status, "{} failed (uv exited with status {})".format(step, status))
         return status
@@ -526,7 +561,7 @@ def file_identity(path):
         st = posix.stat(path)
     except OSError:
         return ""
-    return "{}:{}:{}".format(st.st_ino, st.st_size, st.st_mtime_ns)
+    return "{}:{}:{}:{:o}".format(st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode)
 
 
 def cache_dir():
@@ -534,9 +569,16 @@ def cache_dir():
     the top find it the same way)."""
     base = getenv("XDG_CACHE_HOME")
     if not base:
-        import pwd
+        base = getenv("HOME")
+        if not base:
+            import pwd
 
-        base = (getenv("HOME") or pwd.getpwuid(posix.getuid()).pw_dir) + "/.cache"
+            try:
+                base = pwd.getpwuid(posix.getuid()).pw_dir
+            except KeyError:  # a container's user without a passwd entry
+                raise Problem(73, "appenv's cache has no place: user id {} has no home "
+                              "directory. Set HOME or XDG_CACHE_HOME.".format(posix.getuid()))
+        base += "/.cache"
     return base + "/appenv"
 
 
@@ -771,7 +813,9 @@ def unless_in_use(path, action):
 def discard(path):
     """Remove a directory so that a crash midway leaves nothing a run could take for whole."""
     try:
-        posix.lstat(path)
+        if posix.lstat(path).st_mode & 0o170000 == 0o120000:  # a link: not what it points to
+            posix.remove(path)
+            return
     except OSError:
         return
     parent, _, name = path.rpartition("/")
@@ -1206,13 +1250,7 @@ def remember_bytecode(path, source):
 
     if path is None:  # no home directory to cache in
         return
-    build = source.index(b"\n# The build path:") + 1
-    rest = source.index(b"\n# The cold path:") + 1
-    sections = []
-    for start, end in ((0, build), (build, rest), (rest, len(source))):
-        lines = source.count(b"\n", 0, start)  # so that line numbers are the file's
-        sections.append(compile(b"\n" * lines + source[start:end], launcher_file(), "exec"))
-    warm, build_path, cold_path = sections
+    warm, build_path, cold_path = sections(source)
     left_out = marshal.dumps((build_path, marshal.dumps(cold_path)))
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)

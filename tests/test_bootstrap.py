@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON, uv_version
+from conftest import PYTHON, UV, uv_version
 
 
 def pythons():
@@ -117,6 +117,23 @@ def test_appenv_uv_is_used_first(project, tmp_path):
     env["APPENV_UV"] = str(tmp_path / "no-such-uv")
     result = project.cmd("update-lockfile", env=env)
     assert result.returncode == 69 and "APPENV_UV" in result.stderr
+
+
+def test_a_remembered_uv_that_no_longer_runs_is_69(project, tmp_path):
+    """A build recalls the uv it found before; if that uv cannot be started any more (a
+    wrapper whose interpreter is gone), the run says so instead of a traceback."""
+    interpreter = tmp_path / "sh"
+    interpreter.symlink_to("/bin/sh")
+    wrapper = tmp_path / "uv"
+    wrapper.write_text('#!{}\nexec "{}" "$@"\n'.format(interpreter, UV))
+    wrapper.chmod(0o755)
+    env = {"APPENV_UV": str(wrapper)}
+    project.run(["./tool-a"], env=env, check=0)  # the plan remembered, with the wrapper
+    interpreter.unlink()
+    result = project.clone("fresh").run(["./tool-a"], env=env)
+    assert result.returncode == 69, result.stderr
+    assert "cannot run uv {}: No such file or directory".format(wrapper) in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
 
 
 def test_old_uv_on_path_is_passed_over(project, tmp_path):

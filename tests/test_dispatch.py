@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 
@@ -216,6 +217,31 @@ def test_a_corrupt_bytecode_cache_is_compiled_again(project, tmp_path):
     assert compiled.read_bytes() != source + b"\xe9 not marshal data"  # written whole again
 
 
+@pytest.mark.parametrize("part", ["build", "cold"])
+def test_a_damaged_part_of_the_bytecode_cache_is_compiled_from_the_launcher(project, part):
+    """The lines at the top check only the warm path's code; the build and the cold path are
+    checked when loaded, compiled from the launcher when damaged, and cached again."""
+    import marshal
+
+    env = {"XDG_CACHE_HOME": str(project.root.parent / "cache")}
+    assert report(project.run(["./tool-a"], env=env))["tool"] == "tool-a"
+    (compiled,) = (project.root.parent / "cache" / "appenv" / "bytecode").iterdir()
+    data = compiled.read_bytes()
+    source = open(LAUNCHER, "rb").read()
+    warm, left_out = marshal.loads(data[len(source):])
+    build, _ = marshal.loads(left_out)
+    damaged = marshal.dumps((build, b"\xe9 damaged")) if part == "cold" else b"\xe9 damaged"
+    for argv in (["./tool-a"], ["./appenv", "--version"]):
+        compiled.write_bytes(source + marshal.dumps((warm, damaged)))
+        fresh = project.clone("fresh")  # a first run: the build path, the plan remembered
+        result = fresh.run(argv, env=env)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        assert result.stdout.strip()
+        shutil.rmtree(str(fresh.root))
+    report(project.run(["./tool-a"], env=env))
+    assert compiled.read_bytes() == data  # cached whole again
+
+
 def test_a_binary_that_cannot_be_executed_is_126(project):
     project.run(["./tool-a"], check=0)
     weird = project.current() / "bin" / "weird"
@@ -274,6 +300,7 @@ def test_the_warm_and_build_paths_load_what_they_use_before_they_use_it():
                       and isinstance(n.ctx, ast.Store)}
             local |= {a.asname or a.name for n in ast.walk(function)
                       if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+            local |= {n.name for n in ast.walk(function) if isinstance(n, ast.ExceptHandler)}
             calls = [(n.lineno, n.func.id) for n in ast.walk(function)
                      if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
             for used in ast.walk(function):

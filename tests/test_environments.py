@@ -57,6 +57,18 @@ def test_keep_removes_the_oldest_never_the_current(project_factory):
     assert project.current().name == keys[-1]
 
 
+def test_a_link_among_the_environments_is_removed_not_followed(project, tmp_path):
+    """Garbage collection removes what is not an environment; a link goes, not its target."""
+    project.run(["./tool-a"], check=0)
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "bin").mkdir(parents=True)
+    (project.root / ".appenv" / "envs" / "linked").symlink_to(elsewhere)
+    relock(project, ["tool-a==1.5"])
+    project.run(["./tool-a"], check=0)
+    assert sorted(os.listdir(str(project.root / ".appenv" / "envs"))) == project.environments()
+    assert len(project.environments()) == 2 and (elsewhere / "bin").is_dir()
+
+
 def test_sixteen_simultaneous_first_runs(project):
     procs = [subprocess.Popen([str(project.root / "tool-a"), str(i)], cwd=str(project.root),
                               env=project.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -313,6 +325,32 @@ def test_read_only_project(project, tmp_path):
     project.cmd("prepare", check=0)
     result = run_read_only(project, ["./tool-a", "ro"])
     assert version_of(result) == "1.0"  # prepared: the warm path writes nothing
+
+
+@pytest.mark.skipif(not unshare_works(), reason="needs root and unshare --mount to hide "
+                    "/etc/passwd")
+def test_a_user_without_a_home_directory(project, tmp_path):
+    """HOME unset and no passwd entry (a container's user): a prepared project runs without
+    appenv's cache; a build, which needs it, says what to set."""
+    project.run(["./tool-a"], check=0)
+    (tmp_path / "passwd").write_text("")
+    (tmp_path / "nsswitch.conf").write_text("passwd: files\ngroup: files\n")  # not systemd's
+    script = ('mount --bind "$1/passwd" /etc/passwd && '
+              'mount --bind "$1/nsswitch.conf" /etc/nsswitch.conf && shift && exec "$@"')
+    env = {k: v for k, v in project.env.items() if k not in ("HOME", "XDG_CACHE_HOME")}
+
+    def homeless(target, argv, **changes):
+        return subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", str(tmp_path)]
+                              + argv, cwd=str(target.root), env=dict(env, **changes),
+                              capture_output=True, text=True, timeout=300)
+
+    assert version_of(homeless(project, ["./tool-a"])) == "1.0"  # warm: no cache needed
+    fresh = project.clone("fresh")  # a build: packaging, or uv, would come from the cache
+    result = homeless(fresh, ["./tool-a"])
+    assert result.returncode == 73 and "Traceback" not in result.stderr, result.stderr
+    assert "has no home directory. Set HOME or XDG_CACHE_HOME." in result.stderr
+    assert result.stdout == ""
+    assert version_of(homeless(fresh, ["./tool-a"], HOME=str(tmp_path / "home"))) == "1.0"
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
