@@ -931,14 +931,21 @@ def write_atomically(path, data, durable=True, mode=None):
     """Write text (as UTF-8) or bytes to a file whole or not at all; durable: on disk before
     it appears; MODE sets its permissions."""
     temporary = path + ".tmp-{}".format(posix.getpid())
-    with open(temporary, "wb") as f:
-        f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        if durable:
-            f.flush()
-            posix.fsync(f.fileno())
-    if mode is not None:
-        posix.chmod(temporary, mode)
-    posix.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if durable:
+                f.flush()
+                posix.fsync(f.fileno())
+        if mode is not None:
+            posix.chmod(temporary, mode)
+        posix.replace(temporary, path)
+    except BaseException:  # a full disk, Ctrl-C: no temporary file left behind
+        try:
+            posix.remove(temporary)
+        except OSError:
+            pass
+        raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1250,15 +1257,21 @@ def remember_bytecode(path, source):
 
     if path is None:  # no home directory to cache in
         return
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError:
+        return
+    if not os.access(directory, os.W_OK):
+        return  # a read-only home: compiled on every run, as a script would be, but only once
     warm, build_path, cold_path = sections(source)
     left_out = marshal.dumps((build_path, marshal.dumps(cold_path)))
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         # not durable: what a power loss leaves is compared, or fails to load, and is replaced
         write_atomically(path, source + marshal.dumps((warm, left_out)), durable=False)
-        prune(os.path.dirname(path), 20)  # launchers of other versions, other Pythons
+        prune(directory, 20)  # launchers of other versions, other Pythons
     except OSError:
-        pass  # a read-only home: compiled on every run, as a script would be
+        pass
 
 
 def output(command):
