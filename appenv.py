@@ -110,7 +110,8 @@ def unmarshal(data, section):
 
     try:
         loaded = marshal.loads(data)
-        (loaded[0] if section == 1 else loaded).co_name  # a code object, not any value
+        code, rest = loaded if section == 1 else (loaded, b"")
+        code.co_name, rest + b""  # a code object (and bytes), not any value
         return loaded
     except Exception:  # ValueError, EOFError, TypeError, IndexError, AttributeError
         pass
@@ -460,9 +461,9 @@ class Plan:
     is wrong with a uv.lock, and `Project.diagnose` says it again with the recipe.
     """
 
-    def __init__(self, key, uv, options, keep, member_patterns):
+    def __init__(self, key, uv, options, keep, member_patterns, recalled=False):
         self.key, self.uv, self.options, self.keep = key, uv, options, keep
-        self.member_patterns = member_patterns
+        self.member_patterns, self.recalled = member_patterns, recalled
 
     @staticmethod
     def key_for(root, selection):
@@ -513,7 +514,13 @@ class Plan:
         if situation != cls.situation(situation[4]):
             return None
         patterns = [tuple(line.split("\t", 1)) for line in members.split("\n") if line]
-        return cls(key, UvBinary(situation[4], version, how), options, keep, patterns)
+        return cls(key, UvBinary(situation[4], version, how), options, keep, patterns, True)
+
+    def forget(self):
+        try:
+            posix.remove(self.path(self.key))
+        except (OSError, Problem):
+            pass
 
     def remember(self):
         fields = self.situation(self.uv.path) + [str(self.uv.version), self.uv.how,
@@ -542,10 +549,14 @@ class UvBinary:
         try:
             status = call(self.command(*args), env=env, pass_fds=pass_fds)
         except OSError as e:  # removed, or no longer executable, since it was found
-            raise Problem(69, "cannot run uv {}: {}".format(self.path, e.strerror))
+            raise UvCannotStart(69, "cannot run uv {}: {}".format(self.path, e.strerror))
         if status != 0 and step:
             raise Problem(status, "{} failed (uv exited with status {})".format(step, status))
         return status
+
+
+class UvCannotStart(Problem):
+    pass
 
 
 def launcher_digest(known=[]):
@@ -643,7 +654,14 @@ class Builder:
                     return env
             if not exists(env.path + "/" + PARTIAL):
                 discard(env.path)  # a crashed or hand-broken build: never used, built again
-            self.sync(env, root, plan, partial)
+            try:
+                self.sync(env, root, plan, partial)
+            except UvCannotStart:
+                if not plan.recalled:
+                    raise
+                plan.forget()  # its uv went (a wrapper's interpreter, say): look for uv again
+                plan = Plan.work_out(root, env.selection, plan.key)
+                self.sync(env, root, plan, partial)
             latest = self.home.environment(env.selection)
             if latest.key != env.key:
                 say("uv.lock or pyproject.toml changed during the build; building again")
@@ -670,10 +688,16 @@ class Builder:
         try:
             plan.uv.run(args, env=environ, pass_fds=(self.fd,),
                         step="building the environment {}".format(env.path))
-        except Problem:
-            cold()
-            Project(root).diagnose()  # uv.lock not valid TOML: exit 65 with the file and line
+        except UvCannotStart:
             raise
+        except Problem as failure:
+            cold()
+            try:
+                Project(root).diagnose()  # uv.lock not valid TOML: exit 65 with the file and line
+            except Problem as found:
+                if found.status == 65:
+                    raise
+            raise failure  # uv's status: nothing else (no library at hand, say) replaces it
 
     def mark_ready(self, env):
         """Record what `is_ready` compares against, then make it visible in one rename."""
@@ -1024,7 +1048,7 @@ class Project:
         """
         ours = our_side(conflicted)
         try:
-            packages = LockDiff.packages(libraries().toml.loads(ours.decode("utf-8")))
+            packages = LockDiff.packages(toml_library().loads(ours.decode("utf-8")))
         except (ValueError, UnicodeDecodeError):
             say("uv.lock has merge conflict markers and our side is not a valid lock; "
                 "locking afresh from pyproject.toml")
@@ -1060,7 +1084,7 @@ def read_toml(path):
             "{} has git merge conflict markers. Resolve the conflict in pyproject.toml first, "
             "then run {} update-lockfile to regenerate a clean uv.lock, then commit uv.lock."
         ).format(path, launcher_command()))
-    toml = libraries().toml
+    toml = toml_library()
     try:
         return toml.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
@@ -1188,17 +1212,32 @@ def libraries():
     """
     global _libraries
     if _libraries is None:
-        target = os.path.join(cache_dir(), "lib", "py{}.{}".format(*sys.version_info))
+        homeless = target = None
+        try:
+            target = os.path.join(cache_dir(), "lib", "py{}.{}".format(*sys.version_info))
+        except Problem as problem:  # no cache: enough if this interpreter has them
+            homeless = problem
         try:
             _libraries = import_libraries(target)
         except ImportError:
+            if homeless:
+                raise homeless
             install_libraries(target)
             _libraries = import_libraries(target)
     return _libraries
 
 
+def toml_library():
+    """tomllib, without packaging (3.11+); tomli from `libraries` before."""
+    try:
+        import tomllib
+    except ImportError:
+        return libraries().toml
+    return tomllib
+
+
 def import_libraries(target):
-    if os.path.isdir(target) and target not in sys.path:
+    if target and os.path.isdir(target) and target not in sys.path:
         sys.path.insert(0, target)
     try:
         import tomllib as toml
@@ -1641,7 +1680,7 @@ class NewProject:
         before = self.existing()[0]
         if before and before.strip():
             text = before + ("" if before.endswith("\n") else "\n") + "\n" + text
-        toml = libraries().toml
+        toml = toml_library()
         try:
             toml.loads(text)
         except toml.TOMLDecodeError as e:

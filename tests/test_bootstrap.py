@@ -119,20 +119,26 @@ def test_appenv_uv_is_used_first(project, tmp_path):
     assert result.returncode == 69 and "APPENV_UV" in result.stderr
 
 
-def test_a_remembered_uv_that_no_longer_runs_is_69(project, tmp_path):
-    """A build recalls the uv it found before; if that uv cannot be started any more (a
-    wrapper whose interpreter is gone), the run says so instead of a traceback."""
+def test_a_remembered_uv_that_no_longer_starts_is_looked_for_again(project, tmp_path):
+    """A build recalls the uv it found before. If that uv cannot be started any more (a
+    wrapper whose interpreter is gone), appenv looks for uv again, as on a first build."""
     interpreter = tmp_path / "sh"
     interpreter.symlink_to("/bin/sh")
-    wrapper = tmp_path / "uv"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    wrapper = bindir / "uv"
     wrapper.write_text('#!{}\nexec "{}" "$@"\n'.format(interpreter, UV))
     wrapper.chmod(0o755)
-    env = {"APPENV_UV": str(wrapper)}
+    env = {"PATH": "{}:{}".format(bindir, path_without_uv(project)),
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
     project.run(["./tool-a"], env=env, check=0)  # the plan remembered, with the wrapper
     interpreter.unlink()
     result = project.clone("fresh").run(["./tool-a"], env=env)
-    assert result.returncode == 69, result.stderr
-    assert "cannot run uv {}: No such file or directory".format(wrapper) in result.stderr
+    assert json.loads(result.stdout)["tool"] == "tool-a", result.stderr
+    assert "installing uv" in result.stderr  # the wrapper on PATH does not run: passed over
+    env["APPENV_UV"] = str(wrapper)  # the only uv allowed: it says so
+    result = project.clone("explicit").run(["./tool-a"], env=env)
+    assert result.returncode == 69 and "APPENV_UV={} is not a uv".format(wrapper) in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 

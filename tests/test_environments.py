@@ -435,15 +435,33 @@ def test_a_fresh_clone_goes_straight_to_uv_sync(project, tmp_path):
     second = project.clone("clone-2")
     assert version_of(second.run(["./tool-a"], env=env)) == "1.0"
     assert log.read_text().split()[3:] == ["--version", "sync"]
+    wrapper.chmod(0o700)  # only its mode changed: checked again too
+    assert version_of(project.clone("clone-2b").run(["./tool-a"], env=env)) == "1.0"
+    assert log.read_text().split()[5:] == ["--version", "sync"]
+    log.write_text("")
     third = project.clone("clone-3")
     third.pyproject(["tool-a>=1.0,<2"])  # another pyproject.toml: worked out again
     third.lock("--upgrade")
     assert version_of(third.run(["./tool-a"], env=env)) == "1.5"
-    assert log.read_text().split()[5:] == ["--version", "sync"]
+    assert log.read_text().split() == ["--version", "sync"]
     third.lock("--upgrade-package", "tool-a==1.0")  # another uv.lock, the same pyproject.toml
     fourth = third.clone("clone-4")
     assert version_of(fourth.run(["./tool-a"], env=env)) == "1.0"
-    assert log.read_text().split()[7:] == ["sync"]  # a plan does not depend on uv.lock
+    assert log.read_text().split()[2:] == ["sync"]  # a plan does not depend on uv.lock
+
+
+def test_a_failing_uv_sync_keeps_its_status_with_no_library_at_hand(project, tmp_path):
+    """When `uv sync` fails, appenv looks whether uv.lock is valid TOML, to say so (65). It
+    does that without packaging, and nothing it cannot find replaces uv's own status."""
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    project.run(["./tool-a"], env=env, check=0)  # the plan remembered, the libraries installed
+    shutil.rmtree(str(tmp_path / "cache" / "appenv" / "lib"))
+    fresh = project.clone("fresh")
+    lock = (fresh.root / "uv.lock").read_text()
+    (fresh.root / "uv.lock").write_text(lock.replace("tool_a-1.0-", "tool_a-0.9-"))  # no such
+    result = fresh.run(["./tool-a"], env=env)
+    assert result.returncode not in (0, 65, 69), result.stderr
+    assert "building the environment" in result.stderr and "installing" not in result.stderr
 
 
 def test_a_remembered_plan_still_checks_uv_lock(project):
