@@ -535,6 +535,10 @@ class Plan:
             pass  # a cache: the next build works the plan out again
 
 
+class UvCannotStart(Problem):
+    """uv could not be started at all (gone, not executable), as against uv failing."""
+
+
 class UvBinary:
     """A uv binary, as `Uv.find` found it or a plan recalls it: PATH, VERSION and HOW found."""
 
@@ -553,10 +557,6 @@ class UvBinary:
         if status != 0 and step:
             raise Problem(status, "{} failed (uv exited with status {})".format(step, status))
         return status
-
-
-class UvCannotStart(Problem):
-    pass
 
 
 def launcher_digest(known=[]):
