@@ -1,26 +1,67 @@
 #!/bin/sh
-"exec" "python3" "-I" "-S" "-c" \
-"import marshal, posix, sys; path = sys.argv[1]; source = open(path, 'rb').read(); "\
-"cache = code = cold = None; exec('try:\n e = posix.environ\n cache = (e.get(b\"XDG_CACHE_HOME\") "\
-"or (e.get(b\"HOME\") or __import__(\"pwd\").getpwuid(posix.getuid()).pw_dir.encode()) + "\
-"b\"/.cache\").decode(sys.getfilesystemencoding(), \"surrogateescape\") + "\
-"\"/appenv/bytecode/{}-{:x}-{}\".format(sys.implementation.cache_tag, sys.hexversion, "\
-"len(source))\n "\
-"with open(cache, \"rb\") as f: cached = f.read()\n code, cold = "\
-"marshal.loads(cached[len(source):]) if cached[:len(source)] == source else (None, None)\n "\
-"code.co_name\nexcept Exception:\n code = cold = None'); "\
-"m = type(sys)('appenv'); m.__file__ = path; m.COLD = cold; m.CACHE = cache; "\
-"m.BYTECODE = None if code else (cache, source); "\
-"exec(code or compile(source, path, 'exec'), m.__dict__); sys.exit(m.main(sys.argv[1:]))" "$0" "$@"
+''':'
+# For sh, the lines up to the closing quotes pick the Python that runs appenv; for Python they
+# are a string. The interpreter found for this PATH is remembered in appenv's cache and checked
+# with builtins only, so that a version manager's shim (pyenv, mise, asdf: 40-90 ms) starts
+# once, not on every run; else python3, else the newest python3.X. See docs/environments.md.
+p=$APPENV_PYTHON m= k=
+if [ -z "$p" ]; then
+  m=${XDG_CACHE_HOME:-${HOME:-/}/.cache}/appenv/python k=$PATH
+  while IFS= read -r a && IFS= read -r b; do
+    if [ "$a" = "$PATH" ]; then p=$b; break; fi
+  done 2>/dev/null <"$m"
+  if [ -n "$p" ] && [ -x "$p" ]; then
+    m= k=
+  elif command -v python3 >/dev/null 2>&1; then
+    p=python3
+  else
+    n=40
+    while [ $n -ge 8 ] && ! command -v python3.$n >/dev/null 2>&1; do n=$((n - 1)); done
+    if [ $n -lt 8 ]; then
+      echo "appenv: error: appenv needs Python 3.8 or newer, and PATH has neither python3 nor" \
+        "python3.8 or newer (PATH=$PATH). Install Python 3.8+, or set APPENV_PYTHON to one." >&2
+      exit 69
+    fi
+    p=python3.$n
+  fi
+elif ! command -v "$p" >/dev/null 2>&1; then
+  echo "appenv: error: APPENV_PYTHON=$p is not a program. Point it at a Python 3.8 or newer," \
+    "or unset it." >&2
+  exit 69
+fi
+exec "$p" -I -S -c '
+import marshal, posix, sys
+memo, key, path = sys.argv[1:4]
+source = open(path, "rb").read()
+cache = code = cold = None
+try:
+    e = posix.environ
+    cache = (e.get(b"XDG_CACHE_HOME") or (e.get(b"HOME") or __import__("pwd").getpwuid(
+        posix.getuid()).pw_dir.encode()) + b"/.cache").decode(sys.getfilesystemencoding(),
+        "surrogateescape") + "/appenv/bytecode/{}-{:x}-{}".format(
+        sys.implementation.cache_tag, sys.hexversion, len(source))
+    with open(cache, "rb") as f:
+        cached = f.read()
+    code, cold = marshal.loads(cached[len(source):]) if cached[:len(source)] == source else (
+        None, None)
+    code.co_name
+except Exception:
+    code = cold = None
+m = type(sys)("appenv")
+m.__file__, m.COLD, m.CACHE, m.INTERPRETER = path, cold, cache, (memo, key) if memo else None
+m.BYTECODE = None if code else (cache, source)
+exec(code or compile(source, path, "exec"), m.__dict__)
+sys.exit(m.main(sys.argv[3:]))
+' "$m" "$k" "$0" "$@"
+'''
 
-# The lines above are for sh, and a string for Python. They start Python isolated and without
-# site-packages (-I -S: a plain start costs 40 ms where site-packages is large, this one 9 ms),
-# and run this file from bytecode cached in ~/.cache/appenv/bytecode, keyed by the file's
-# content rather than its path, so that a fresh clone does not compile it again (10 ms); and
-# only its warm path, the first screens, until more is needed (see `remember_bytecode`,
-# `building` and `cold`). `python3 appenv` works too. The warm and the build path use `posix`,
-# the C module under `os`: importing `os` costs 1-2 ms (its environ mapping loads the abstract
-# base classes), more than everything else the warm path does.
+# Then Python runs isolated and without site-packages (-I -S: a plain start costs 40 ms where
+# site-packages is large, this one 9 ms), from bytecode cached in ~/.cache/appenv/bytecode, keyed
+# by the file's content rather than its path, so that a fresh clone does not compile it again
+# (10 ms); and only its warm path, the first screens, until more is needed (see
+# `remember_bytecode`, `building` and `cold`). `python3 appenv` works too. The warm and the
+# build path use `posix`, the C module under `os`: importing `os` costs 1-2 ms (its environ
+# mapping loads the abstract base classes), more than everything else the warm path does.
 
 __doc__ = """appenv: run a repository's tools from the environment its uv.lock pins.
 
@@ -58,6 +99,8 @@ LAUNCHER_NAMES = ("appenv", "appenv.py")
 # Set by the lines at the top: where to cache this file's bytecode, when it was not cached yet
 BYTECODE = globals().get("BYTECODE")
 CACHE = globals().get("CACHE")  # and where it is cached
+# (appenv's memo of interpreters, PATH) when sh looked for python3: remember the one that runs
+INTERPRETER = globals().get("INTERPRETER")
 READY = "appenv-ready"  # written into an environment last, once it is complete
 PARTIAL = "appenv-partial"  # a `prepare --no-install-*` build, to be completed in place
 
@@ -69,7 +112,13 @@ def main(argv=None, installed=False):
     if BYTECODE:
         cold()
         remember_bytecode(*BYTECODE)
+    if INTERPRETER and sys.version_info >= (3, 8):
+        cold()
+        remember_interpreter(*INTERPRETER)
     try:
+        if sys.version_info < (3, 8):  # this file compiles under 3.6 and 3.7 to say so
+            cold()
+            return newer_python(argv, installed)
         if installed or name in LAUNCHER_NAMES:
             cold()
             return Command.dispatch(argv[1:], installed)
@@ -476,12 +525,12 @@ class Plan:
         return cls.recall(key) or cls.work_out(root, selection, key)
 
     @classmethod
-    def work_out(cls, root, selection, key):
+    def work_out(cls, root, selection, key, recall=True):
         cold()
         project = Project(root)
-        project.check()
+        project.check(lock=False)  # a missing or broken uv.lock is for the build to report
         config = project.config()
-        uv = Uv.find(config.required_uv)
+        uv = Uv.find(root, config.required_uv, recall=recall)
         plan = cls(key, uv, config.sync_options(selection), config.keep,
                    project.member_patterns())
         if cls.key_for(root, selection) == key:  # not what pyproject.toml was a moment ago
@@ -495,11 +544,7 @@ class Plan:
 
     @staticmethod
     def situation(uv_path):
-        """What decides which uv `Uv.find` picks, and the picked uv's own file."""
-        explicit = getenv("APPENV_UV", "")
-        on_path = which("uv") or ""
-        return [launcher_digest(), explicit, on_path, file_identity(explicit or on_path),
-                uv_path, file_identity(uv_path)]
+        return [launcher_digest()] + uv_situation(uv_path)
 
     @classmethod
     def recall(cls, key):
@@ -514,7 +559,8 @@ class Plan:
         if situation != cls.situation(situation[4]):
             return None
         patterns = [tuple(line.split("\t", 1)) for line in members.split("\n") if line]
-        return cls(key, UvBinary(situation[4], version, how), options, keep, patterns, True)
+        uv = UvBinary(situation[4], version, how, remembered=True)
+        return cls(key, uv, options, keep, patterns, True)
 
     def forget(self):
         try:
@@ -535,6 +581,15 @@ class Plan:
             pass  # a cache: the next build works the plan out again
 
 
+def uv_situation(uv_path):
+    """What decides which uv `Uv.find` picks, and the picked uv's own file: while these are
+    the same, what it found holds (a plan's uv, `Uv.recall`)."""
+    explicit = getenv("APPENV_UV", "")
+    on_path = which("uv") or ""
+    return [explicit, on_path, file_identity(explicit or on_path), uv_path,
+            file_identity(uv_path)]
+
+
 class UvCannotStart(Problem):
     """uv could not be started at all (gone, not executable), as against uv failing."""
 
@@ -542,8 +597,9 @@ class UvCannotStart(Problem):
 class UvBinary:
     """A uv binary, as `Uv.find` found it or a plan recalls it: PATH, VERSION and HOW found."""
 
-    def __init__(self, path, version, how):
+    def __init__(self, path, version, how, remembered=False):
         self.path, self.version, self.how = path, version, how
+        self.remembered = remembered  # not looked for by this run: it may have gone since
 
     def command(self, *args):
         return [self.path] + list(args)
@@ -557,6 +613,14 @@ class UvBinary:
         if status != 0 and step:
             raise Problem(status, "{} failed (uv exited with status {})".format(step, status))
         return status
+
+    def exec(self, args, cwd=None):
+        """Replace this process with uv ARGS."""
+        if getenv("APPENV_VERBOSE"):
+            say("running " + " ".join(self.command(*args)))
+        if cwd:
+            posix.chdir(cwd)
+        posix.execv(self.path, self.command(*args))
 
 
 def launcher_digest(known=[]):
@@ -657,10 +721,10 @@ class Builder:
             try:
                 self.sync(env, root, plan, partial)
             except UvCannotStart:
-                if not plan.recalled:
+                if not plan.uv.remembered:
                     raise
                 plan.forget()  # its uv went (a wrapper's interpreter, say): look for uv again
-                plan = Plan.work_out(root, env.selection, plan.key)
+                plan = Plan.work_out(root, env.selection, plan.key, recall=False)
                 self.sync(env, root, plan, partial)
             latest = self.home.environment(env.selection)
             if latest.key != env.key:
@@ -985,6 +1049,60 @@ def launcher_command():
     return "./appenv"
 
 
+# --- The interpreter that runs appenv ---------------------------------------------------------
+
+
+def remember_interpreter(memo, key, executable=None):
+    """Remember the Python that runs appenv for PATH KEY, for the lines at the top to find
+    without a version manager's shim: MEMO holds PATH and interpreter line pairs, the newest
+    first. The interpreter is sys.executable: what a shim execs, not the shim."""
+    executable = executable or sys.executable
+    if not executable or "\n" in key + executable:
+        return
+    try:
+        with open(memo, "rb") as f:
+            lines = os.fsdecode(f.read()).split("\n")
+    except OSError:
+        lines = []
+    pairs = [(lines[i], lines[i + 1]) for i in range(0, len(lines) - 1, 2) if lines[i] != key]
+    text = "".join("{}\n{}\n".format(*pair) for pair in [(key, executable)] + pairs[:7])
+    try:
+        os.makedirs(os.path.dirname(memo), exist_ok=True)
+        write_atomically(memo, os.fsencode(text), durable=False)
+    except OSError:
+        pass  # a read-only home: sh looks for python3 on every run
+
+
+def newer_python(argv, installed):
+    """Under Python 3.7 or older (python3 of RHEL 8 is 3.6): run this launcher again under the
+    newest python3.X (3.8+) on PATH, and remember that one for the next runs."""
+    found = "Python {}.{}.{} ({})".format(*sys.version_info[:3], sys.executable)
+    if os.environ.get("APPENV_PYTHON"):
+        raise Problem(69, "appenv needs Python 3.8 or newer, and APPENV_PYTHON={} is {}. Point "
+                          "it at a newer Python, or unset it.".format(
+                              os.environ["APPENV_PYTHON"], found))
+    newest = None if installed else newest_python(os.environ.get("PATH", ""))
+    if newest is None:
+        raise Problem(69, "appenv needs Python 3.8 or newer; python3 is {}, and PATH has no "
+                          "python3.8 or newer. Install one (on RHEL: dnf install python3.11), or "
+                          "set APPENV_PYTHON to its path.".format(found))
+    if INTERPRETER:
+        remember_interpreter(INTERPRETER[0], INTERPRETER[1], newest)
+    os.execv(newest, [newest, "-I", "-S", argv[0]] + argv[1:])  # this file as a script, once
+
+
+def newest_python(path):
+    """The python3.X on PATH with the highest X (8 or more); the first on PATH of equals."""
+    best = (7, None)
+    for directory in path.split(os.pathsep):
+        for minor in range(40, best[0], -1):
+            candidate = os.path.join(directory or ".", "python3.{}".format(minor))
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                best = (minor, candidate)
+                break
+    return best[1]
+
+
 # --- The project and its files ---------------------------------------------------------------
 
 
@@ -1072,11 +1190,13 @@ class Project:
         return os.path.relpath(path, self.root) if path.startswith(self.root) else path
 
 
-def read_toml(path):
-    """Parse a TOML file; a merge conflict or a syntax error is exit 65 with the place."""
+def read_toml(path, data=None):
+    """Parse a TOML file (or DATA, read from it); a merge conflict or a syntax error is exit 65
+    with the place."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        if data is None:
+            with open(path, "rb") as f:
+                data = f.read()
     except OSError as e:
         raise Problem(66, "cannot read {}: {}".format(path, e.strerror))
     if our_side(data) is not None:
@@ -1176,15 +1296,23 @@ class Config:
         return options
 
 
-# --- Libraries: tomllib/tomli and packaging, obtained on demand ------------------------------
+# --- Libraries: tomli and packaging, where appenv needs them --------------------------------
 
 
 class Libraries:
-    def __init__(self, toml, version, specifiers):
-        self.toml = toml
-        self.Version, self.InvalidVersion = version.Version, version.InvalidVersion
-        self.SpecifierSet = specifiers.SpecifierSet
-        self.InvalidSpecifier = specifiers.InvalidSpecifier
+    """What appenv uses of packaging: versions and specifiers (update-lockfile's summary, a uv
+    to install), requirements and names (init, migrate). The warm and the build path, `run`,
+    `uv`, `prepare` and `python` need none of it."""
+
+    def __init__(self):
+        packaging = library("packaging")
+        import packaging.specifiers
+        import packaging.version
+
+        self.Version, self.InvalidVersion = packaging.version.Version, \
+            packaging.version.InvalidVersion
+        self.SpecifierSet = packaging.specifiers.SpecifierSet
+        self.InvalidSpecifier = packaging.specifiers.InvalidSpecifier
 
     # For init and migrate only, so imported when first used: requirements (PEP 508) and project
     # names. An invalid requirement raises packaging's InvalidRequirement, a ValueError.
@@ -1205,81 +1333,171 @@ _libraries = None
 
 
 def libraries():
-    """TOML and packaging: from this interpreter, else from appenv's cache, else installed there.
-
-    Never into a user's environment: they go to <cache>/appenv/lib/pyX.Y, with uv when one is at
-    hand, else with pip.
-    """
     global _libraries
     if _libraries is None:
-        homeless = target = None
-        try:
-            target = os.path.join(cache_dir(), "lib", "py{}.{}".format(*sys.version_info))
-        except Problem as problem:  # no cache: enough if this interpreter has them
-            homeless = problem
-        try:
-            _libraries = import_libraries(target)
-        except ImportError:
-            if homeless:
-                raise homeless
-            install_libraries(target)
-            _libraries = import_libraries(target)
+        _libraries = Libraries()
     return _libraries
 
 
 def toml_library():
-    """tomllib, without packaging (3.11+); tomli from `libraries` before."""
+    """tomllib (3.11+), else tomli: no packaging needed to read TOML."""
     try:
         import tomllib
     except ImportError:
-        return libraries().toml
+        return library("tomli")
     return tomllib
 
 
-def import_libraries(target):
-    if target and os.path.isdir(target) and target not in sys.path:
-        sys.path.insert(0, target)
+PROJECT = None  # the project root of a subcommand; else the launcher's (`install_libraries`)
+
+# What appenv installs for itself, for this Python: tomllib is standard from 3.11 on.
+WANTED = {"packaging": "packaging>=22"}
+if sys.version_info < (3, 11):
+    WANTED["tomli"] = "tomli>=1.1"
+
+
+def library(name):
+    """Import packaging or tomli from the first place that has it, recent enough: this
+    interpreter's own site-packages, appenv's cache (<cache>/lib/pyX.Y), else installed there
+    (`install_libraries`). Never into a user's environment."""
+    if name in sys.modules:
+        return sys.modules[name]
+    tried = []
+    import site
+
+    module = import_from(name, site.getsitepackages(), "this Python's site-packages", tried)
+    if module:
+        return module
+    target = library_directory()
+    module = import_from(name, [target], "appenv's cache", tried)
+    if module is None:
+        install_libraries(target, tried)
+        module = import_from(name, [target], "appenv's cache", tried)
+    if module is None:
+        raise libraries_missing(target, tried)
+    return module
+
+
+def library_directory():
+    """<cache>/appenv/lib/pyX.Y; without a cache (no home), enough if this Python has them."""
+    return os.path.join(cache_dir(), "lib", "py{}.{}".format(*sys.version_info))
+
+
+def import_from(name, directories, where, tried):
+    """Module NAME from DIRECTORIES, when it is there and recent enough; else None, and
+    DIRECTORIES leave sys.path again."""
+    added = [d for d in directories if os.path.isdir(d) and d not in sys.path]
+    sys.path.extend(added)  # after the standard library
+    import importlib
+
     try:
-        import tomllib as toml
+        module = importlib.import_module(name)
+        old = not recent(module)
+        if not old:
+            return module
+        reason = "{} {} is older than {}".format(name, getattr(module, "__version__", "?"),
+                                                 WANTED[name])
     except ImportError:
-        import tomli as toml
-    import packaging.specifiers
-    import packaging.version
+        reason = "no {}".format(name)
+    except Exception as e:  # a broken copy
+        reason = "{} does not import: {}".format(name, e)
+    for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[loaded]
+    for directory in added:
+        sys.path.remove(directory)
+    tried.append("{} ({}): {}".format(where, ", ".join(directories) or "none", reason))
+    return None
 
-    return Libraries(toml, packaging.version, packaging.specifiers)
+
+def recent(module):
+    """packaging 22 or newer (it compares its own version); a tomli with loads()."""
+    if module.__name__ == "tomli":
+        return hasattr(module, "loads") and hasattr(module, "TOMLDecodeError")
+    from packaging.version import Version
+
+    return Version(module.__version__) >= Version(WANTED["packaging"].partition(">=")[2])
 
 
-def install_libraries(target):
-    requirements = ["packaging>=22"]
-    if sys.version_info < (3, 11):
-        requirements.append("tomli>=1.1")
-    say("installing {} into {}".format(" and ".join(requirements), target))
+def install_libraries(target, tried):
+    """Install what this Python lacks into TARGET, from the first source that has it: uv's
+    cache without the network; the indexes of the user's uv, then pip, configuration (run
+    outside the project, so that its settings do not apply); last the project's own indexes.
+    UV_OFFLINE and PIP_NO_INDEX hold for each."""
+    requirements = sorted(WANTED.values())
+    say("installing {} for appenv into {}".format(" and ".join(requirements), target))
+    offline = truthy(os.environ.get("UV_OFFLINE"))
+    no_index = ["--no-index"] if truthy(os.environ.get("PIP_NO_INDEX")) else []
     staging = target + ".tmp-{}".format(os.getpid())
-    uv = Uv.any()
+    outside = os.path.dirname(target)  # no pyproject.toml or uv.toml of a project here
+    attempts = []
+    uv = Uv.at_hand()
     if uv:
-        command = [uv, "pip", "install", "--quiet", "--python", sys.executable,
-                   "--target", staging] + requirements
-    else:
-        command = pip_install(staging, requirements)
+        command = [uv, "pip", "install", "--quiet", "--python", sys.executable, "--target",
+                   staging] + no_index + requirements
+        attempts.append(("uv's cache, offline", command + ["--offline"], outside))
+        if not offline:
+            attempts.append(("the indexes of your uv configuration", command, outside))
+    pip = pip_install(staging, requirements) + (["--no-index"] if offline else [])
+    attempts.append(("the indexes of your pip configuration", pip, outside))
+    project = PROJECT or launcher_root()
+    if uv and not offline and os.path.isfile(os.path.join(project, "pyproject.toml")):
+        attempts.append(("the project's indexes ({})".format(
+            os.path.join(project, "pyproject.toml")), command, project))
     try:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        status = call(command)
-        if status == 0 and not os.path.isdir(target):
-            os.rename(staging, target)
+        os.makedirs(outside, exist_ok=True)
     except OSError as e:
-        status = e
-    finally:
+        raise Problem(73, "cannot write {}: {}".format(outside, e.strerror))
+    for where, command, cwd in attempts:
         remove_tree(staging)
-    if status != 0 or not os.path.isdir(target):
-        raise Problem(69, (
-            "appenv needs {} to read pyproject.toml and uv.lock, and could not install them "
-            "into {} ({}). Install them for {}, or install uv and try again."
-        ).format(" and ".join(requirements), target, describe_status(status), sys.executable))
+        failure = quiet_run(command, cwd)
+        if failure is None and os.path.isdir(staging):
+            try:
+                os.rename(staging, target)
+            except OSError:  # another appenv installed them meanwhile
+                remove_tree(staging)
+            return
+        tried.append("{}: {}".format(where, failure or "installed nothing"))
+    remove_tree(staging)
+
+
+def libraries_missing(target, tried):
+    requirements = sorted(WANTED.values())
+    names = " and ".join(WANTED)
+    return Problem(69, (
+        "appenv needs {} for Python {}.{} ({}) and found them nowhere. Tried:\n  {}\n"
+        "To fix it for this Python, run:\n  {} -m pip install --target {} {}\n"
+        "For a project whose only index is a folder of wheels (air-gapped), put the wheels of "
+        "{} in that folder too."
+    ).format(names, sys.version_info[0], sys.version_info[1], sys.executable,
+             "\n  ".join(tried), sys.executable, target,
+             " ".join("'{}'".format(r) for r in requirements), names))
 
 
 def pip_install(target, requirements):
     return [sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
             "--no-warn-script-location", "--quiet", "--target", target] + requirements
+
+
+def quiet_run(command, cwd=None):
+    """Run a helper of appenv's own with nothing on the terminal; None when it succeeded, else
+    why not, with the last line of what it said. pip's notices (running as root, a newer pip)
+    are switched off; what the user configured for uv and pip holds."""
+    import subprocess
+
+    environ = dict(os.environ, PIP_ROOT_USER_ACTION="ignore", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    try:
+        done = subprocess.run(command, cwd=cwd, env=environ, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except OSError as e:
+        return "cannot run {}: {}".format(command[0], e.strerror)
+    if done.returncode == 0:
+        return None
+    said = [line for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    return "exit status {}{}".format(done.returncode, ": " + said[-1].strip() if said else "")
+
+
+def truthy(value):
+    return (value or "").lower() not in ("", "0", "false", "no")
 
 
 def describe_status(status):
@@ -1341,13 +1559,61 @@ def quiet_status(command):
 
 
 class Uv(UvBinary):
-    """The uv binary appenv drives: found, or installed into appenv's cache with pip."""
+    """The uv binary appenv drives: found, or installed into appenv's cache with pip.
+
+    What was found is remembered in appenv's cache, for each [tool.uv] required-version, and
+    used again while `uv_situation` holds: no `uv --version` on every command.
+    """
+
+    @classmethod
+    def find(cls, root=None, required=None, install=True, recall=True):
+        """APPENV_UV; uv on PATH; the copy appenv installed before; else install one."""
+        memo = cls.memo(required)
+        found = cls.recall(memo) if recall else None
+        if found is None:
+            found = cls.search(root, required, install)
+            if found is not None:
+                found.remember(memo)
+        return found
 
     @staticmethod
-    def any():
-        """Any uv at hand that runs, of whatever version: enough to install libraries with."""
-        for candidate in [os.environ.get("APPENV_UV"), which("uv")] + Uv.cached():
-            if candidate and output([candidate, "pip", "--help"]) is not None:
+    def memo(required):
+        return os.path.join(cache_dir(), "uv-found", digest(
+            "{}\0{}".format(MIN_UV, required or "").encode())[:16])
+
+    @classmethod
+    def recall(cls, memo):
+        import json
+
+        try:
+            with open(memo, "rb") as f:
+                record = json.loads(f.read().decode("utf-8"))
+            if record["situation"] == uv_situation(record["path"]):
+                return cls(record["path"], record["version"], record["how"], remembered=True)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return None
+
+    def remember(self, memo):
+        import json
+
+        record = {"path": self.path, "version": self.version, "how": self.how,
+                  "situation": uv_situation(self.path)}
+        try:
+            os.makedirs(os.path.dirname(memo), exist_ok=True)
+            write_atomically(memo, json.dumps(record), durable=False)
+        except OSError:
+            pass  # a cache: found again next time
+
+    @classmethod
+    def at_hand(cls):
+        """Any uv that can be started, of whatever version: enough to install libraries with.
+        Nothing is run to find it."""
+        remembered = cls.recall(cls.memo(None))
+        if remembered:
+            return remembered.path
+        for candidate in [os.environ.get("APPENV_UV"), which("uv")] + cls.cached():
+            if candidate and os.access(candidate, os.X_OK):
                 return candidate
         return None
 
@@ -1362,19 +1628,9 @@ class Uv(UvBinary):
         return [p for p in paths if os.access(p, os.X_OK)]
 
     @classmethod
-    def find(cls, required=None, install=True):
-        """APPENV_UV; uv on PATH; the copy appenv installed before; else install one."""
-        libs = libraries()
-        wanted = libs.SpecifierSet(">=" + MIN_UV)
-        if required:
-            try:
-                wanted &= libs.SpecifierSet(required)
-            except libs.InvalidSpecifier:
-                try:
-                    wanted &= libs.SpecifierSet("==" + required)
-                except libs.InvalidSpecifier:
-                    raise Problem(65, "pyproject.toml: [tool.uv] required-version {!r} is not a "
-                                      "version specifier".format(required))
+    def search(cls, root, required, install):
+        wanted = ">=" + MIN_UV + (", and [tool.uv] required-version " + required
+                                  if required else "")
         explicit = os.environ.get("APPENV_UV")
         if explicit:
             path = which(explicit) or explicit
@@ -1386,20 +1642,19 @@ class Uv(UvBinary):
         tried = []
         on_path = which("uv")
         if on_path:
-            found = cls.usable(on_path, wanted, "PATH", tried)
+            found = cls.usable(on_path, "PATH", tried, root, required)
             if found:
                 return found
         else:
             tried.append("uv on PATH: not found")
-        cached = sorted(((cls.version_of(p), p) for p in cls.cached()),
-                        key=lambda vp: vp[0] or libs.Version("0"), reverse=True)
-        for version, path in cached:
-            found = cls.usable(path, wanted, "appenv's cache", tried, version)
+        versions = [(cls.version_of(p), p) for p in cls.cached()]
+        for version, path in sorted(versions, key=lambda vp: release(vp[0]), reverse=True):
+            found = cls.usable(path, "appenv's cache", tried, root, required, version)
             if found:
                 return found
         if not install:
             return None
-        installed = cls.install(wanted, tried)
+        installed = cls.install(required, tried, root)
         if installed:
             return installed
         raise Problem(69, (
@@ -1409,12 +1664,16 @@ class Uv(UvBinary):
         ).format(wanted, "\n  ".join(tried)))
 
     @classmethod
-    def usable(cls, path, wanted, how, tried, version=None):
+    def usable(cls, path, how, tried, root, required, version=None):
         version = version or cls.version_of(path)
         if version is None:
             tried.append("{} ({}): does not run".format(path, how))
-        elif version not in wanted:
-            tried.append("{} ({}): version {} is not {}".format(path, how, version, wanted))
+        elif release(version) < release(MIN_UV):
+            tried.append("{} ({}): version {} is older than {}".format(path, how, version, MIN_UV))
+        elif required and quiet_run([path, "--project", root, "cache", "dir"]) is not None:
+            # uv itself reads required-version (pyproject.toml, uv.toml) and refuses to run
+            tried.append("{} ({}): version {} is not [tool.uv] required-version {}".format(
+                path, how, version, required))
         else:
             return cls(path, version, how)
         return None
@@ -1423,31 +1682,45 @@ class Uv(UvBinary):
     def version_of(path):
         out = output([path, "--version"])  # "uv 0.13.9 (abc123 2026-01-01)"
         try:
-            return libraries().Version(out.decode().split()[1])
-        except (AttributeError, IndexError, ValueError):
+            version = out.decode().split()[1]
+        except (AttributeError, IndexError, UnicodeDecodeError):
             return None
+        return version if release(version) else None
 
     @classmethod
-    def install(cls, wanted, tried):
+    def install(cls, required, tried, root):
         """pip install uv into <cache>/appenv/uv/<version>, honouring pip's configuration."""
+        libs = libraries()  # a specifier for pip: the only place that needs packaging for uv
+        wanted = libs.SpecifierSet(">=" + MIN_UV)
+        if required:
+            try:
+                wanted &= libs.SpecifierSet(required)
+            except libs.InvalidSpecifier:
+                try:
+                    wanted &= libs.SpecifierSet("==" + required)
+                except libs.InvalidSpecifier:
+                    raise Problem(65, "pyproject.toml: [tool.uv] required-version {!r} is not a "
+                                      "version specifier".format(required))
         base = os.path.join(cache_dir(), "uv")
         staging = os.path.join(base, ".install-{}".format(os.getpid()))
         requirement = "uv" + str(wanted)
         say("installing {} into {} with pip".format(requirement, base))
+        command = pip_install(staging, [requirement])
+        if truthy(os.environ.get("UV_OFFLINE")):
+            command.append("--no-index")
         try:
             os.makedirs(base, exist_ok=True)
-            status = call(pip_install(staging, [requirement]))
+            failure = quiet_run(command, cwd=base)
         except OSError as e:
-            status = e
+            failure = e.strerror
         try:
             uv = os.path.join(staging, "bin", "uv")
-            version = cls.version_of(uv) if status == 0 else None
+            version = cls.version_of(uv) if failure is None else None
             if version is None:
                 tried.append("pip install {} with {}: {}".format(
-                    requirement, sys.executable,
-                    describe_status(status) if status else "no uv binary came of it"))
+                    requirement, sys.executable, failure or "no uv binary came of it"))
                 return None
-            final = os.path.join(base, str(version))
+            final = os.path.join(base, version)
             try:
                 os.rename(staging, final)
             except OSError:  # another appenv installed the same version meanwhile
@@ -1456,12 +1729,14 @@ class Uv(UvBinary):
         finally:
             remove_tree(staging)
 
-    def exec(self, args, cwd=None):
-        if os.environ.get("APPENV_VERBOSE"):
-            say("running " + " ".join(self.command(*args)))
-        if cwd:
-            os.chdir(cwd)
-        os.execv(self.path, self.command(*args))
+
+def release(version):
+    """uv's version as numbers to compare, (0, 13, 9); () when it is not one. uv's releases
+    are X.Y.Z (a local build adds +N), so this needs no packaging: the symlinks never do."""
+    try:
+        return tuple(int(part) for part in (version or "").partition("+")[0].split("."))
+    except ValueError:
+        return ()
 
 
 # --- What an environment provides ------------------------------------------------------------
@@ -1608,7 +1883,7 @@ class NewProject:
 
     def uv(self):
         if self._uv is None:
-            self._uv = Uv.find(Config(self.existing()[1]).required_uv)
+            self._uv = Uv.find(self.root, Config(self.existing()[1]).required_uv)
         return self._uv
 
     def check(self):
@@ -2489,6 +2764,8 @@ class Command:
             sys.stdout.write(HELP[name])
             return 0
         root = root or (os.getcwd() if installed else launcher_root())
+        global PROJECT
+        PROJECT = root
         return method(cls(root, installed), args)
 
     def do_help(self, args):
@@ -2614,9 +2891,7 @@ class Command:
 
     def do_update_lockfile(self, args):
         project = Project(self.root)
-        project.check(lock=False)
-        config = project.config()
-        uv = Uv.find(config.required_uv)
+        uv = self.uv()
         checking = "--check" in args or "--locked" in args
         dry_run = "--dry-run" in args
         if checking and not project.has_lock():
@@ -2631,7 +2906,7 @@ class Command:
                 ).format(launcher_command(), "--check" if checking else "--dry-run"))
             before = project.take_our_side_of_lock(conflicted)
         else:
-            before = LockDiff.packages(project.lock()) if project.has_lock() else {}
+            before = read_bytes(project.lock_path)  # parsed only if uv changes it
         status = None
         try:
             status = uv.run(["lock", "--project", self.root] + list(args))
@@ -2650,11 +2925,17 @@ class Command:
         if dry_run:
             say("dry run: uv.lock was not written; the changes uv would make are listed above")
             return 0
-        say(LockDiff(before, LockDiff.packages(project.lock())).report())
+        after = read_bytes(project.lock_path)
+        if conflicted is None:
+            if after == before:
+                say("uv.lock: no package changed")
+                return 0
+            before = LockDiff.packages(read_toml(project.lock_path, before)) if before else {}
+        say(LockDiff(before, LockDiff.packages(read_toml(project.lock_path, after))).report())
         return 0
 
     def do_run(self, args):
-        uv = Uv.find(self.required_uv())
+        uv = self.uv()
         if "--locked" in leading_options(args):
             status = uv.run(["lock", "--check", "--project", self.root])
             if status == 1:
@@ -2663,13 +2944,12 @@ class Command:
         uv.exec(["run", "--project", self.root] + list(args))
 
     def do_uv(self, args):
-        uv = Uv.find(self.required_uv())
-        uv.exec(list(args), cwd=self.root)
+        self.uv().exec(list(args), cwd=self.root)
 
-    def required_uv(self):
-        project = Project(self.root)
-        project.check(lock=False)
-        return project.config().required_uv
+    def uv(self):
+        """The uv of the build plan for pyproject.toml as it is: remembered by a build or an
+        earlier command, so that nothing parses TOML or asks uv for its version again."""
+        return Plan.of(self.root, Selection.from_environ()).uv
 
     def do_reset(self, args):
         if args:
@@ -2840,7 +3120,7 @@ class Status:
     def uv(self):
         config = self.config()
         try:
-            uv = Uv.find(config.required_uv if config else None, install=False)
+            uv = Uv.find(self.root, config.required_uv if config else None, install=False)
         except Problem as problem:
             self.problems.append(problem.message)
             uv = None

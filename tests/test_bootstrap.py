@@ -51,14 +51,23 @@ def test_launcher_on_each_cpython(project_factory, tmp_path, python):
     assert json.loads(fresh.run(["./tool-a"], env=env, check=0).stdout)["version"] == "1.0"
     assert fresh.run([fresh.root / ".appenv" / "current" / "bin" / "tool-a"], check=0).stdout
     assert project.cmd("--version", env=env, check=0).stdout.startswith("appenv ")
-    # its own libraries went to its own cache, not to the project's environment
-    assert list((tmp_path / "cache" / "appenv" / "lib").iterdir())
-    assert "packaging" not in project.installed()
+    # a symlink needs no packaging, and on 3.11+ (tomllib) nothing installed at all
+    lib = tmp_path / "cache" / "appenv" / "lib"
+    if minor_of(python) >= 11:
+        assert not lib.exists()
     report = json.loads(project.cmd("status", "--json", env=env, check=0).stdout)
     assert report["lock"]["up_to_date"] and report["environment"]["state"] == "ready"
     project.pyproject(["tool-a==2.0"])
     assert "upgraded   tool-a 1.0 -> 2.0" in project.cmd("update-lockfile", env=env,
                                                          check=0).stderr
+    # the summary's versions need packaging: never from or into the project's environment
+    assert "packaging" not in project.installed()
+
+
+def minor_of(python):
+    out = subprocess.run([python, "-c", "import sys; print(sys.version_info[1])"],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out)
 
 
 @pytest.mark.parametrize("python", pythons())
