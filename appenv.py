@@ -1372,7 +1372,7 @@ def library(name):
     module = import_from(name, [target], "appenv's cache", tried)
     if module is None:
         install_libraries(target, tried)
-        module = import_from(name, [target], "appenv's cache", tried)
+        module = import_from(name, [target], "appenv's cache", [])
     if module is None:
         raise libraries_missing(target, tried)
     return module

@@ -231,3 +231,80 @@ def listing(root):
 def project(project_factory):
     """A locked project that depends on tool-a 1.0, with ./tool-a linked to the launcher."""
     return project_factory()
+
+
+# A user's machine, beside the session's: the fixtures above put packaging and tomli in
+# UV_FIND_LINKS and python3 straight on PATH; these make the conditions users have.
+
+
+def write_simple_index(root, wheels):
+    """WHEELS (files under ROOT) as a PEP 503 index at ROOT, for file:// or HTTP."""
+    for wheel in wheels:
+        name = wheel.name.split("-")[0].replace("_", "-").lower()
+        page = root / name / "index.html"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        with open(str(page), "a") as f:
+            f.write('<a href="{}">{}</a>\n'.format(
+                os.path.relpath(str(wheel), str(page.parent)), wheel.name))
+    return root
+
+
+@pytest.fixture
+def user_index(tmp_path, index):
+    """The index of a user's own uv and pip configuration: the session's wheels, packaging,
+    tomli and uv among them, as a simple index in a folder."""
+    root = tmp_path / "user-index"
+    (root / "files").mkdir(parents=True)
+    for wheel in index.glob("*.whl"):
+        shutil.copy(str(wheel), str(root / "files"))
+    return write_simple_index(root, sorted((root / "files").glob("*.whl")))
+
+
+def fresh_home(tmp_path, url, name="fresh-home"):
+    """The variables of a user on a new machine: an empty home (no ~/.cache/appenv) whose
+    uv.toml and pip.conf name URL as the index, and none of the session's find-links."""
+    home = tmp_path / name
+    (home / ".config" / "uv").mkdir(parents=True)
+    (home / ".config" / "uv" / "uv.toml").write_text(
+        '[[index]]\nurl = "{}"\ndefault = true\n'.format(url))
+    (home / ".config" / "pip").mkdir()
+    (home / ".config" / "pip" / "pip.conf").write_text("[global]\nindex-url = {}\n".format(url))
+    return {"HOME": str(home), "XDG_CACHE_HOME": None, "XDG_CONFIG_HOME": None,
+            "XDG_DATA_HOME": None, "UV_FIND_LINKS": None, "UV_DEFAULT_INDEX": None,
+            "PIP_NO_INDEX": None, "PIP_FIND_LINKS": None, "PIP_CONFIG_FILE": None}
+
+
+def python_bin(directory, **interpreters):
+    """A directory for PATH with uv and the named interpreters (python3=..., python3_11=...)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if not (directory / "uv").exists():
+        (directory / "uv").symlink_to(UV)
+    for name, target in interpreters.items():
+        (directory / name.replace("_", ".")).symlink_to(target)
+    return directory
+
+
+@pytest.fixture
+def own_index_project(project_factory, index, tmp_path):
+    """A project whose only index is its own folder of wheels (an air-gapped deploy, a
+    company's mirror): tools and their libraries, no packaging, no tomli, no uv. Not locked."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for pattern in ("tool_*.whl", "lib_*.whl"):
+        for wheel in index.glob(pattern):
+            shutil.copy(str(wheel), str(wheels))
+
+    def make(name="project"):
+        return project_factory(name, lock=False, extra=OWN_INDEX.format(wheels.as_uri()))
+
+    make.wheels = wheels
+    return make
+
+
+OWN_INDEX = """
+[[tool.uv.index]]
+name = "wheels"
+url = "{}"
+format = "flat"
+default = true
+"""

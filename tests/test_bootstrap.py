@@ -1,13 +1,16 @@
 """Finding uv and appenv's libraries on a machine that has neither, and each CPython."""
 
+import contextlib
+import http.server
 import json
 import os
 import shutil
 import subprocess
+import threading
 
 import pytest
 
-from conftest import PYTHON, UV, uv_version
+from conftest import PYTHON, UV, fresh_home, python_bin, uv_version, write_simple_index
 
 
 def pythons():
@@ -96,6 +99,8 @@ def test_uv_absent_is_installed_once_with_pip(project, tmp_path):
     result = project.run(["./tool-a"], env=env, check=0)
     assert "installing uv" in result.stderr
     assert json.loads(result.stdout)["tool"] == "tool-a"
+    assert "Running pip as the 'root' user" not in result.stderr  # helpers say nothing extra
+    assert "A new release of pip" not in result.stderr
     installed = tmp_path / "cache" / "appenv" / "uv" / uv_version() / "bin" / "uv"
     assert installed.exists()
     project.pyproject(["tool-a==2.0"])
@@ -179,3 +184,226 @@ def test_uv_output_is_live_on_stderr_never_stdout(project):
     assert "Resolved" in result.stderr
     result = project.run(["./tool-a", "--exit", "0"])
     assert result.stdout == "" and "Installed" in result.stderr
+
+
+# --- Real machines: the interpreter behind a shim or too old, the project's own index, offline
+
+
+def pyenv_python(minor):
+    """pyenv's CPython 3.MINOR, or None."""
+    return next((p for p in pythons() + old_pythons() if "/3.{}.".format(minor) in p), None)
+
+
+def old_pythons():
+    """pyenv's CPython 3.6 and 3.7: RHEL 8's and Debian 10's python3."""
+    try:
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip()
+        names = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True,
+                               text=True).stdout.split()
+    except OSError:
+        return []
+    return [os.path.join(root, "versions", n, "bin", "python3") for n in names
+            if n.startswith(("3.6.", "3.7."))]
+
+
+def memo(home):
+    """The interpreters appenv remembers, PATH -> python."""
+    lines = (home / ".cache" / "appenv" / "python").read_text().split("\n")
+    return dict(zip(lines[0::2], lines[1::2]))
+
+
+@pytest.mark.parametrize("python", pythons())
+def test_a_project_whose_only_index_is_its_own_folder_on_a_fresh_machine(
+        own_index_project, user_index, bare_factory, tmp_path, python):
+    """The project's [[tool.uv.index]] (default = true) has no packaging or tomli; the user's
+    own uv and pip configuration have them. appenv takes its libraries with the user's
+    configuration, outside the project: every command works, from an empty home."""
+    project = own_index_project()
+    bindir = python_bin(tmp_path / "bin", python3=python)
+    env = dict(fresh_home(tmp_path, user_index.as_uri()), PATH="{}:/usr/bin:/bin".format(bindir))
+    result = project.cmd("update-lockfile", env=env, check=0)
+    assert "added      tool-a 1.0" in result.stderr
+    assert json.loads(project.run(["./tool-a"], env=env, check=0).stdout)["version"] == "1.0"
+    clone = project.clone("clone")
+    path = clone.cmd("prepare", env=env, check=0).stdout.strip()
+    assert os.path.exists(os.path.join(path, "bin", "tool-a"))
+    assert clone.cmd("python", "-c", "print('ok')", env=env, check=0).stdout == "ok\n"
+    report = json.loads(clone.cmd("status", "--json", env=env, check=0).stdout)
+    assert report["environment"]["state"] == "ready" and report["lock"]["up_to_date"]
+    assert "packaging" not in project.installed() and "tomli" not in project.installed()
+    # init and migrate in projects whose index is the same folder
+    new = bare_factory("new")
+    new.write("pyproject.toml", OWN_INDEX_ONLY.format(own_index_project.wheels.as_uri()))
+    new.cmd("init", "--name", "demo", "--dep", "tool-a==1.5", "--binary", "tool-a", env=env,
+            check=0)
+    assert json.loads(new.run(["./tool-a"], env=env, check=0).stdout)["version"] == "1.5"
+    tools = write_simple_index(own_index_project.wheels,
+                               sorted(own_index_project.wheels.glob("*.whl")))
+    classic = bare_factory("classic")
+    classic.write("requirements.txt", "--index-url {}\ntool-a\n".format(tools.as_uri()))
+    classic.write("requirements.lock", "tool-a==1.0\nlib-b==2.0\n")
+    classic.link("tool-a")
+    classic.cmd("migrate", env=env, check=0)
+    assert json.loads(classic.run(["./tool-a"], env=env, check=0).stdout)["version"] == "1.0"
+
+
+OWN_INDEX_ONLY = """\
+[[tool.uv.index]]
+name = "wheels"
+url = "{}"
+format = "flat"
+default = true
+"""
+
+
+@contextlib.contextmanager
+def served(directory):
+    """DIRECTORY over HTTP on loopback, while the block runs: a company's mirror."""
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(  # noqa: E731
+        *a, directory=str(directory), **k)
+    handler.log_message = None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "http://127.0.0.1:{}/".format(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_offline_the_libraries_come_from_uv_s_cache(own_index_project, user_index, tmp_path):
+    """UV_OFFLINE=1 with uv's cache warm from an earlier install and an empty appenv cache:
+    appenv's libraries come from uv's cache, the index being out of reach."""
+    python = pyenv_python(9) or PYTHON  # one that needs both packaging and tomli
+    project = own_index_project()
+    bindir = python_bin(tmp_path / "bin", python3=python)
+    with served(user_index) as url:
+        env = dict(fresh_home(tmp_path, url), PATH="{}:/usr/bin:/bin".format(bindir),
+                   UV_CACHE_DIR=str(tmp_path / "uv-cache"))
+        project.cmd("update-lockfile", env=env, check=0)  # the libraries installed, uv caches
+    shutil.rmtree(os.path.join(env["HOME"], ".cache", "appenv"))
+    project.pyproject(["tool-a==1.5"], extra=project_index(project))
+    result = project.cmd("update-lockfile", env=dict(env, UV_OFFLINE="1"))
+    assert result.returncode == 0, result.stderr
+    assert "upgraded   tool-a 1.0 -> 1.5" in result.stderr
+
+
+def project_index(project):
+    text = (project.root / "pyproject.toml").read_text()
+    return text[text.index("[[tool.uv.index]]"):]
+
+
+def test_without_a_source_of_libraries_the_error_says_each_and_the_fix(own_index_project,
+                                                                      tmp_path):
+    """The user's configuration has no index with packaging either: exit 69, each source
+    tried, and the one command that fixes it for that interpreter."""
+    python = pyenv_python(9) or PYTHON
+    project = own_index_project()
+    empty = tmp_path / "empty-index"
+    empty.mkdir()
+    bindir = python_bin(tmp_path / "bin", python3=python)
+    env = dict(fresh_home(tmp_path, empty.as_uri()), PATH="{}:/usr/bin:/bin".format(bindir))
+    result = project.refused([project.appenv, "update-lockfile"], 69, env=env)
+    for source in ("this Python's site-packages", "appenv's cache", "uv's cache, offline",
+                   "the indexes of your uv configuration", "the indexes of your pip configuration",
+                   "the project's indexes", "-m pip install --target", "air-gapped"):
+        assert source in result.stderr, source
+    assert "Running pip as the 'root' user" not in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["script", "pyenv"])
+def test_python3_behind_a_shim_starts_only_when_looked_for(project, tmp_path, kind):
+    """A version manager's shim as python3 (pyenv's own, or a script that execs the real
+    interpreter): the first run passes through it and remembers the interpreter it reached;
+    warm runs then start that one directly. A new PATH looks again."""
+    env = {"XDG_CACHE_HOME": None, "HOME": str(tmp_path / "home")}
+    bindir = python_bin(tmp_path / "bin")
+    log = tmp_path / "shim.log"
+    if kind == "pyenv":
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip() \
+            if shutil.which("pyenv") else ""
+        shims = os.path.join(root, "shims")
+        if not os.path.exists(os.path.join(shims, "python3")):
+            pytest.skip("pyenv is not installed here")
+        version = os.path.basename(os.path.dirname(os.path.dirname(PYTHON)))
+        env.update(PYENV_VERSION=version, PATH="{}:{}:/usr/bin:/bin".format(shims, bindir))
+        started = "{}/versions/{}/bin".format(root, version)  # what pyenv exec puts on PATH
+
+        def shim_runs():
+            return code_path(project, env).startswith(started)
+    else:
+        shims = tmp_path / "shims"
+        shims.mkdir()
+        (shims / "python3").write_text('#!/bin/sh\necho started >> "{}"\nexec "{}" "$@"\n'
+                                       .format(log, PYTHON))
+        (shims / "python3").chmod(0o755)
+        env["PATH"] = "{}:{}:/usr/bin:/bin".format(shims, bindir)
+        log.write_text("")
+
+        def shim_runs():
+            before = log.read_text().count("started")
+            code_path(project, env)
+            return log.read_text().count("started") > before
+    assert shim_runs()  # the first run: the shim, then the interpreter remembered
+    assert os.path.realpath(memo(tmp_path / "home")[env["PATH"]]) == PYTHON
+    assert not shim_runs() and not shim_runs()
+    json.loads(project.run(["./tool-a"], env=env, check=0).stdout)
+    env["PATH"] += ":/sbin"  # another PATH: looked for once more
+    assert shim_runs() and not shim_runs()
+
+
+def code_path(project, env):
+    """The PATH a binary gets: a shim that ran leaves its mark (pyenv exec prepends)."""
+    return project.cmd("python", "-c", "import os; print(os.environ['PATH'])", env=env,
+                       check=0).stdout
+
+
+def test_a_remembered_interpreter_that_is_gone_is_looked_for_again(project, tmp_path):
+    copy = tmp_path / "py" / "python3"
+    copy.parent.mkdir()
+    copy.symlink_to(PYTHON)
+    bindir = python_bin(tmp_path / "bin", python3=copy)
+    env = {"XDG_CACHE_HOME": None, "HOME": str(tmp_path / "home"),
+           "PATH": "{}:/usr/bin:/bin".format(bindir)}
+    project.run(["./tool-a"], env=env, check=0)
+    assert memo(tmp_path / "home")[env["PATH"]] == str(bindir / "python3")
+    (bindir / "python3").unlink()  # a Python upgrade: the remembered one is gone
+    (bindir / "python3").symlink_to(PYTHON)
+    copy.unlink()
+    assert json.loads(project.run(["./tool-a"], env=env, check=0).stdout)["version"] == "1.0"
+
+
+@pytest.mark.skipif(not old_pythons(), reason="pyenv has no CPython 3.6 or 3.7 here")
+def test_an_old_python3_runs_appenv_under_the_newest_python3_x(project, tmp_path):
+    """RHEL 8: python3 is 3.6, python3.11 is installed beside it. appenv runs under the newest
+    python3.X, and remembers it; APPENV_PYTHON naming the old one is a clear 69."""
+    old = old_pythons()[0]
+    interpreters = {"python3": old, "python3_11": PYTHON}
+    if pyenv_python(9):
+        interpreters["python3_9"] = pyenv_python(9)
+    bindir = python_bin(tmp_path / "bin", **interpreters)
+    env = {"XDG_CACHE_HOME": None, "HOME": str(tmp_path / "home"),
+           "PATH": "{}:/usr/bin:/bin".format(bindir)}
+    for _ in range(2):
+        result = project.run(["./tool-a"], env=env, check=0)
+        assert json.loads(result.stdout)["version"] == "1.0", result.stderr
+    assert memo(tmp_path / "home")[env["PATH"]] == str(bindir / "python3.11")
+    assert project.cmd("status", env=env, check=0).stdout.startswith("Project:")
+    result = project.refused(["./tool-a"], 69, "appenv needs Python 3.8 or newer",
+                             "APPENV_PYTHON=" + old, env=dict(env, APPENV_PYTHON=old))
+
+
+def test_no_python_3_8_or_newer_is_69(project, tmp_path):
+    """Only an old python3, or none at all: exit 69 saying what was found, no traceback."""
+    env = {"XDG_CACHE_HOME": None, "HOME": str(tmp_path / "home")}
+    if old_pythons():
+        old = python_bin(tmp_path / "old", python3=old_pythons()[-1])
+        result = project.refused(["./tool-a"], 69, "appenv needs Python 3.8 or newer",
+                                 "python3 is Python 3.", "no python3.8 or newer",
+                                 env=dict(env, PATH=str(old)))
+    none = tmp_path / "none"
+    none.mkdir()
+    result = project.refused(["./tool-a"], 69, "appenv needs Python 3.8 or newer",
+                             "neither python3 nor python3.8", env=dict(env, PATH=str(none)))
+    assert "Traceback" not in result.stderr
