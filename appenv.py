@@ -3125,12 +3125,14 @@ class Status:
             return None
 
     def uv(self):
-        config = self.config()
-        try:
-            uv = Uv.find(self.root, config.required_uv if config else None, install=False)
-        except Problem as problem:
-            self.problems.append(problem.message)
-            uv = None
+        plan = Plan.recall(Plan.key_for(self.root, Selection.from_environ()))
+        uv = plan.uv if plan else None
+        if uv is None:  # pyproject.toml not seen before: read it for required-version
+            config = self.config()
+            try:
+                uv = Uv.find(self.root, config.required_uv if config else None, install=False)
+            except Problem as problem:
+                self.problems.append(problem.message)
         if uv is None:
             return {"path": None, "version": None, "found": None}
         self.found_uv = uv
