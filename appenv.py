@@ -1435,7 +1435,7 @@ def install_libraries(target, tried):
     offline = truthy(os.environ.get("UV_OFFLINE"))
     no_index = ["--no-index"] if truthy(os.environ.get("PIP_NO_INDEX")) else []
     staging = target + ".tmp-{}".format(os.getpid())
-    outside = os.path.dirname(target)  # no pyproject.toml or uv.toml of a project here
+    outside = "/"  # uv reads pyproject.toml and uv.toml from the directory up: none here
     attempts = []
     uv = Uv.at_hand()
     if uv:
@@ -1451,9 +1451,9 @@ def install_libraries(target, tried):
         attempts.append(("the project's indexes ({})".format(
             os.path.join(project, "pyproject.toml")), command, project))
     try:
-        os.makedirs(outside, exist_ok=True)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
     except OSError as e:
-        raise Problem(73, "cannot write {}: {}".format(outside, e.strerror))
+        raise Problem(73, "cannot write {}: {}".format(os.path.dirname(target), e.strerror))
     for where, command, cwd in attempts:
         remove_tree(staging)
         failure = quiet_run(command, cwd)

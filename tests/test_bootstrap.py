@@ -407,3 +407,20 @@ def test_no_python_3_8_or_newer_is_69(project, tmp_path):
     result = project.refused(["./tool-a"], 69, "appenv needs Python 3.8 or newer",
                              "neither python3 nor python3.8", env=dict(env, PATH=str(none)))
     assert "Traceback" not in result.stderr
+
+
+def test_an_air_gapped_folder_with_the_libraries_serves_them_last(own_index_project, index,
+                                                                  tmp_path):
+    """The user's configuration reaches nothing; the project's own folder of wheels has
+    packaging and tomli too: appenv takes them from there, the last source."""
+    python = pyenv_python(9) or PYTHON
+    for pattern in ("packaging-*.whl", "tomli-*.whl"):
+        for wheel in index.glob(pattern):
+            shutil.copy(str(wheel), str(own_index_project.wheels))
+    project = own_index_project()
+    empty = tmp_path / "empty-index"
+    empty.mkdir()
+    bindir = python_bin(tmp_path / "bin", python3=python)
+    env = dict(fresh_home(tmp_path, empty.as_uri()), PATH="{}:/usr/bin:/bin".format(bindir))
+    result = project.cmd("update-lockfile", env=env, check=0)
+    assert "added      tool-a 1.0" in result.stderr and "Traceback" not in result.stderr
