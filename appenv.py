@@ -66,15 +66,18 @@ posix._exit(status or 0)
 # by the file's content rather than its path, so that a fresh clone does not compile it again
 # (10 ms); and only its warm path, the first screens, until more is needed (see
 # `remember_bytecode`, `building` and `cold`). A command that returns exits without tearing
-# the module down (1-2 ms); every file it wrote is closed by then. `python3 appenv` works too. The warm and the
-# build path use `posix`, the C module under `os`: importing `os` costs 1-2 ms (its environ
-# mapping loads the abstract base classes), more than everything else the warm path does.
+# the module down (1-2 ms); every file it wrote is closed by then. `python3 appenv` works too.
+# The warm and the build path use `posix`, the C module under `os`: importing `os` costs 1-2 ms
+# (its environ mapping loads the abstract base classes), more than all else the warm path does.
 
 __doc__ = """appenv: run a repository's tools from the environment its uv.lock pins.
 
 Copy this file into a project as `appenv`, next to pyproject.toml and uv.lock, and link each
 tool to it (`ln -s appenv http`). This is what it does, in order:
 
+0. The lines at the top, for sh, pick the Python that runs this file: the one remembered for
+   this PATH (no version manager's shim on every run), else python3, else the newest python3.X;
+   under a python3 older than 3.8 it runs again under the newest python3.X (`newer_python`).
 1. Dispatch on the name it was invoked under: `appenv` (or `appenv.py`) takes a subcommand;
    any other name is a binary to run from the project's production environment.
 2. Find the project: the directory of the real launcher file, every symlink resolved (or, when
@@ -84,7 +87,10 @@ tool to it (`ln -s appenv http`). This is what it does, in order:
    launcher's format. When the environment with that fingerprint is ready and intact, exec the
    binary from it. That is the warm path: no subprocess, no network, no write, no TOML.
 4. Otherwise (the cold path) work out the build plan, or recall it from appenv's cache: read
-   pyproject.toml, find uv (APPENV_UV, PATH, appenv's cache, or install it there with pip).
+   pyproject.toml, find uv (APPENV_UV, PATH, appenv's cache, or install it there with pip;
+   what was found is remembered too). appenv's own libraries (tomli before Python 3.11;
+   packaging for the lock summary, init and migrate) come from the interpreter, appenv's cache,
+   or are installed there with the user's configuration, not the project's (`library`).
    Holding a file lock, build the environment where it will live with
    `uv sync --frozen --no-dev`, mark it ready last, point `current` at it, and remove
    environments beyond the few kept.
