@@ -1453,7 +1453,7 @@ def install_libraries(target, tried):
     pip = pip_install(staging, requirements) + (["--no-index"] if offline else [])
     attempts.append(("the indexes of your pip configuration", pip, outside))
     project = PROJECT or launcher_root()
-    if uv and not offline and os.path.isfile(os.path.join(project, "pyproject.toml")):
+    if uv and os.path.isfile(os.path.join(project, "pyproject.toml")):
         attempts.append(("the project's indexes ({})".format(
             os.path.join(project, "pyproject.toml")), command, project))
     try:
@@ -1802,18 +1802,18 @@ class LockDiff:
                 found.setdefault(name, set()).add(version or "(no version)")
         return found
 
-    def changes(self):
-        """(kind, name, old, new) for each package that was added, removed or changed."""
-        Version = libraries().Version
+    def changes(self, Version=None):
+        """(kind, name, old, new) for each package that was added, removed or changed; told
+        apart as upgrades and downgrades with packaging's VERSION, else only "changed"."""
         result = []
         for name in sorted(set(self.before) | set(self.after)):
             old, new = self.before.get(name), self.after.get(name)
             if old == new:
                 continue
             if old is None:
-                result.append(("added", name, None, versions_text(new)))
+                result.append(("added", name, None, versions_text(new, Version)))
             elif new is None:
-                result.append(("removed", name, versions_text(old), None))
+                result.append(("removed", name, versions_text(old, Version), None))
             else:
                 kind = "changed"
                 try:
@@ -1823,11 +1823,12 @@ class LockDiff:
                         kind = "changed"
                 except (ValueError, TypeError):
                     pass
-                result.append((kind, name, versions_text(old), versions_text(new)))
+                result.append((kind, name, versions_text(old, Version),
+                               versions_text(new, Version)))
         return result
 
     def report(self):
-        changes = self.changes()
+        changes = self.changes(comparable_versions()) if self.before != self.after else []
         if not changes:
             return "uv.lock: no package changed"
         counts = {}
@@ -1848,12 +1849,24 @@ def plural(count, word):
     return "{} {}{}".format(count, word, "" if count == 1 else "s")
 
 
-def versions_text(versions):
+def versions_text(versions, Version=None):
     try:
-        Version = libraries().Version
         return ", ".join(sorted(versions, key=Version))
     except (ValueError, TypeError):
         return ", ".join(sorted(versions))
+
+
+def comparable_versions():
+    """packaging's Version; None, with a word why, when packaging cannot be had: uv.lock is
+    written by then, and the summary says "changed" for what it cannot call an upgrade."""
+    try:
+        return libraries().Version
+    except Problem as missing:
+        if missing.status != 69:
+            raise
+        say("packaging cannot be had, so the summary does not tell upgrades from downgrades:\n  "
+            + missing.message.replace("\n", "\n  "))
+        return None
 
 
 # --- New projects: init and migrate ----------------------------------------------------------

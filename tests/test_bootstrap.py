@@ -424,3 +424,23 @@ def test_an_air_gapped_folder_with_the_libraries_serves_them_last(own_index_proj
     env = dict(fresh_home(tmp_path, empty.as_uri()), PATH="{}:/usr/bin:/bin".format(bindir))
     result = project.cmd("update-lockfile", env=env, check=0)
     assert "added      tool-a 1.0" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_lock_summary_without_packaging_still_lists_the_changes(own_index_project,
+                                                                   tmp_path):
+    """Python 3.11+ needs nothing to lock; when packaging cannot be had for the summary, uv.lock
+    is written all the same, and the changes are listed without upgrade or downgrade."""
+    python = pyenv_python(12) or pyenv_python(13)
+    if python is None:
+        pytest.skip("no CPython 3.12 or 3.13 without packaging here")
+    project = own_index_project()
+    empty = tmp_path / "empty-index"
+    empty.mkdir()
+    bindir = python_bin(tmp_path / "bin", python3=python)
+    env = dict(fresh_home(tmp_path, empty.as_uri()), PATH="{}:/usr/bin:/bin".format(bindir))
+    project.cmd("update-lockfile", env=env, check=0)  # packaging wanted for nothing yet
+    project.pyproject(["tool-a==1.5"], extra=project_index(project))
+    result = project.cmd("update-lockfile", env=env, check=0)
+    assert "does not tell upgrades from downgrades" in result.stderr
+    assert "changed    tool-a 1.0 -> 1.5" in result.stderr and "Traceback" not in result.stderr
+    assert 'version = "1.5"' in (project.root / "uv.lock").read_text()
