@@ -6,17 +6,19 @@
 # once, not on every run; else python3, else the newest python3.X. See docs/environments.md.
 p=$APPENV_PYTHON m= k=
 if [ -z "$p" ]; then
-  m=${XDG_CACHE_HOME:-${HOME:-/}/.cache}/appenv/python k=$PATH
+  case $XDG_CACHE_HOME in /*) m=$XDG_CACHE_HOME;; *) m=${HOME:+$HOME/.cache};; esac
+  m=${m:+$m/appenv/python} k=$PATH
   while IFS= read -r a && IFS= read -r b; do
     if [ "$a" = "$PATH" ]; then p=$b; break; fi
-  done 2>/dev/null <"$m"
+  done 2>/dev/null <"${m:-/}"
   if [ -n "$p" ] && [ -x "$p" ]; then
     m= k=
   elif command -v python3 >/dev/null 2>&1; then
     p=python3
-  else
+  else  # the newest python3.X that starts (a shim may have no such version selected)
     n=40
-    while [ $n -ge 8 ] && ! command -v python3.$n >/dev/null 2>&1; do n=$((n - 1)); done
+    until [ $n -lt 8 ] || { command -v python3.$n && python3.$n -I -S -c ""; } >/dev/null 2>&1
+    do n=$((n - 1)); done
     if [ $n -lt 8 ]; then
       echo "appenv: error: appenv needs Python 3.8 or newer, and PATH has neither python3 nor" \
         "python3.8 or newer (PATH=$PATH). Install Python 3.8+, or set APPENV_PYTHON to one." >&2
@@ -24,7 +26,8 @@ if [ -z "$p" ]; then
     fi
     p=python3.$n
   fi
-elif ! command -v "$p" >/dev/null 2>&1; then
+elif case $p in */*) ! [ -f "$p" ] || ! [ -x "$p" ];; *) ! command -v "$p";; esac >/dev/null 2>&1
+then
   echo "appenv: error: APPENV_PYTHON=$p is not a program. Point it at a Python 3.8 or newer," \
     "or unset it." >&2
   exit 69
@@ -36,7 +39,8 @@ source = open(path, "rb").read()
 cache = code = cold = None
 try:
     e = posix.environ
-    cache = (e.get(b"XDG_CACHE_HOME") or (e.get(b"HOME") or __import__("pwd").getpwuid(
+    cache = e.get(b"XDG_CACHE_HOME", b"")
+    cache = (cache if cache[:1] == b"/" else (e.get(b"HOME") or __import__("pwd").getpwuid(
         posix.getuid()).pw_dir.encode()) + b"/.cache").decode(sys.getfilesystemencoding(),
         "surrogateescape") + "/appenv/bytecode/{}-{:x}-{}".format(
         sys.implementation.cache_tag, sys.hexversion, len(source))
@@ -125,7 +129,7 @@ def main(argv=None, installed=False):
     if BYTECODE:
         cold()
         remember_bytecode(*BYTECODE)
-    if INTERPRETER and sys.version_info >= (3, 8):
+    if INTERPRETER and sys.version_info >= (3, 8) and writable(INTERPRETER[0]):
         cold()
         remember_interpreter(*INTERPRETER)
     try:
@@ -457,6 +461,15 @@ def fsdecode(data):
     return data.decode(sys.getfilesystemencoding(), "surrogateescape")
 
 
+def writable(path):
+    """Whether PATH can be created: its directory, or the first that exists above, is writable
+    (a read-only home spares the cold path on every run)."""
+    directory = path.rpartition("/")[0]
+    while directory and not exists(directory):
+        directory = directory.rpartition("/")[0]
+    return posix.access(directory or "/", posix.W_OK)
+
+
 def exists(path):
     try:
         posix.stat(path)
@@ -654,9 +667,10 @@ def file_identity(path):
 
 def cache_dir():
     """appenv's own cache: the uv it installed, its libraries, plans and bytecode (the lines at
-    the top find it the same way)."""
-    base = getenv("XDG_CACHE_HOME")
-    if not base:
+    the top find it the same way). A relative XDG_CACHE_HOME is ignored, as the XDG
+    specification says."""
+    base = getenv("XDG_CACHE_HOME", "")
+    if not base.startswith("/"):
         base = getenv("HOME")
         if not base:
             import pwd
@@ -1099,21 +1113,34 @@ def newer_python(argv, installed):
         raise Problem(69, "appenv needs Python 3.8 or newer; python3 is {}, and PATH has no "
                           "python3.8 or newer. Install one (on RHEL: dnf install python3.11), or "
                           "set APPENV_PYTHON to its path.".format(found))
-    if INTERPRETER:
-        remember_interpreter(INTERPRETER[0], INTERPRETER[1], newest)
+    # for the next runs; also when the remembered one became this old (INTERPRETER is unset)
+    memo, key = INTERPRETER or (os.path.join(cache_dir(), "python"), os.environ.get("PATH", ""))
+    remember_interpreter(memo, key, newest)
     os.execv(newest, [newest, "-I", "-S", argv[0]] + argv[1:])  # this file as a script, once
 
 
 def newest_python(path):
-    """The python3.X on PATH with the highest X (8 or more); the first on PATH of equals."""
-    best = (7, None)
-    for directory in path.split(os.pathsep):
-        for minor in range(40, best[0], -1):
+    """The real interpreter (its sys.executable) of the python3.X on PATH with the highest X,
+    8 or more, that starts: a version manager's shim of a version not selected does not. This
+    runs under the old Python, so subprocess, not posix_spawn (3.8)."""
+    import subprocess
+
+    found = []
+    for order, directory in enumerate(path.split(os.pathsep)):
+        for minor in range(8, 41):
             candidate = os.path.join(directory or ".", "python3.{}".format(minor))
             if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-                best = (minor, candidate)
-                break
-    return best[1]
+                found.append((-minor, order, candidate))
+    for _minor, _order, candidate in sorted(found):
+        try:
+            out = subprocess.check_output([candidate, "-I", "-S", "-c",
+                                           "import sys; print(sys.executable)"],
+                                          stderr=subprocess.DEVNULL).strip()
+        except (OSError, subprocess.CalledProcessError):
+            continue
+        if out:
+            return os.fsdecode(out)
+    return None
 
 
 # --- The project and its files ---------------------------------------------------------------
@@ -1384,10 +1411,10 @@ def library(name):
     target = library_directory()
     module = import_from(name, [target], "appenv's cache", tried)
     if module is None:
-        install_libraries(target, tried)
+        install_libraries(name, target, tried)
         module = import_from(name, [target], "appenv's cache", [])
     if module is None:
-        raise libraries_missing(target, tried)
+        raise libraries_missing(name, target, tried)
     return module
 
 
@@ -1400,7 +1427,10 @@ def import_from(name, directories, where, tried):
     """Module NAME from DIRECTORIES, when it is there and recent enough; else None, and
     DIRECTORIES leave sys.path again."""
     added = [d for d in directories if os.path.isdir(d) and d not in sys.path]
-    sys.path.extend(added)  # after the standard library
+    if where == "appenv's cache":
+        sys.path[:0] = added  # before site-packages, when this Python was started with them
+    else:
+        sys.path.extend(added)  # after the standard library
     import importlib
 
     try:
@@ -1431,13 +1461,14 @@ def recent(module):
     return Version(module.__version__) >= Version(WANTED["packaging"].partition(">=")[2])
 
 
-def install_libraries(target, tried):
-    """Install what this Python lacks into TARGET, from the first source that has it: uv's
-    cache without the network; the indexes of the user's uv, then pip, configuration (run
-    outside the project, so that its settings do not apply); last the project's own indexes.
-    UV_OFFLINE and PIP_NO_INDEX hold for each."""
-    requirements = sorted(WANTED.values())
-    say("installing {} for appenv into {}".format(" and ".join(requirements), target))
+def install_libraries(name, target, tried):
+    """Install library NAME into TARGET, from the first source that has it: uv's cache
+    without the network; the indexes of the user's uv, then pip, configuration (run outside
+    the project, so that its settings do not apply); last the project's own indexes.
+    UV_OFFLINE and PIP_NO_INDEX hold for each. Only NAME: a symlink that needs tomli works
+    where packaging cannot be had."""
+    requirements = [WANTED[name]]
+    say("installing {} for appenv into {}".format(requirements[0], target))
     offline = truthy(os.environ.get("UV_OFFLINE"))
     no_index = ["--no-index"] if truthy(os.environ.get("PIP_NO_INDEX")) else []
     staging = target + ".tmp-{}".format(os.getpid())
@@ -1464,26 +1495,36 @@ def install_libraries(target, tried):
         remove_tree(staging)
         failure = quiet_run(command, cwd)
         if failure is None and os.path.isdir(staging):
-            try:
-                os.rename(staging, target)
-            except OSError:  # another appenv installed them meanwhile
-                remove_tree(staging)
+            merge_into(staging, target)
             return
         tried.append("{}: {}".format(where, failure or "installed nothing"))
     remove_tree(staging)
 
 
-def libraries_missing(target, tried):
-    requirements = sorted(WANTED.values())
-    names = " and ".join(WANTED)
+def merge_into(staging, target):
+    """Move what was installed into STAGING to TARGET, entry by entry (each in one rename):
+    TARGET may hold the other library already, or get the same from another appenv."""
+    try:
+        os.rename(staging, target)
+        return
+    except OSError:
+        pass
+    for entry in os.listdir(staging):
+        try:
+            os.rename(os.path.join(staging, entry), os.path.join(target, entry))
+        except OSError:  # there already
+            pass
+    remove_tree(staging)
+
+
+def libraries_missing(name, target, tried):
     return Problem(69, (
-        "appenv needs {} for Python {}.{} ({}) and found them nowhere. Tried:\n  {}\n"
-        "To fix it for this Python, run:\n  {} -m pip install --target {} {}\n"
+        "appenv needs {} for Python {}.{} ({}) and found it nowhere. Tried:\n  {}\n"
+        "To fix it for this Python, run:\n  {} -m pip install --target {} '{}'\n"
         "For a project whose only index is a folder of wheels (air-gapped), put the wheels of "
         "{} in that folder too."
-    ).format(names, sys.version_info[0], sys.version_info[1], sys.executable,
-             "\n  ".join(tried), sys.executable, target,
-             " ".join("'{}'".format(r) for r in requirements), names))
+    ).format(name, sys.version_info[0], sys.version_info[1], sys.executable,
+             "\n  ".join(tried), sys.executable, target, WANTED[name], name))
 
 
 def pip_install(target, requirements):
@@ -1862,7 +1903,7 @@ def comparable_versions():
     try:
         return libraries().Version
     except Problem as missing:
-        if missing.status != 69:
+        if missing.status not in (69, 73):  # not to be had, or no cache to put it in
             raise
         say("packaging cannot be had, so the summary does not tell upgrades from downgrades:\n  "
             + missing.message.replace("\n", "\n  "))

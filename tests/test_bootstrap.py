@@ -383,6 +383,9 @@ def test_an_old_python3_runs_appenv_under_the_newest_python3_x(project, tmp_path
     if pyenv_python(9):
         interpreters["python3_9"] = pyenv_python(9)
     bindir = python_bin(tmp_path / "bin", **interpreters)
+    unselected = bindir / "python3.13"  # pyenv's shim of a version not selected: fails
+    unselected.write_text("#!/bin/sh\necho 'pyenv: python3.13: command not found' >&2\nexit 127\n")
+    unselected.chmod(0o755)
     env = {"XDG_CACHE_HOME": None, "HOME": str(tmp_path / "home"),
            "PATH": "{}:/usr/bin:/bin".format(bindir)}
     for _ in range(2):
@@ -444,3 +447,45 @@ def test_the_lock_summary_without_packaging_still_lists_the_changes(own_index_pr
     assert "does not tell upgrades from downgrades" in result.stderr
     assert "changed    tool-a 1.0 -> 1.5" in result.stderr and "Traceback" not in result.stderr
     assert 'version = "1.5"' in (project.root / "uv.lock").read_text()
+
+
+@pytest.mark.skipif(not old_pythons(), reason="pyenv has no CPython 3.6 or 3.7 here")
+def test_a_remembered_python3_that_became_too_old_is_replaced(project, tmp_path):
+    bindir = python_bin(tmp_path / "bin", python3=PYTHON, python3_11=PYTHON)
+    env = {"XDG_CACHE_HOME": None, "HOME": str(tmp_path / "home"),
+           "PATH": "{}:/usr/bin:/bin".format(bindir)}
+    project.run(["./tool-a"], env=env, check=0)
+    assert memo(tmp_path / "home")[env["PATH"]] == str(bindir / "python3")
+    (bindir / "python3").unlink()
+    (bindir / "python3").symlink_to(old_pythons()[0])  # a downgrade behind the same name
+    assert json.loads(project.run(["./tool-a"], env=env, check=0).stdout)["version"] == "1.0"
+    assert memo(tmp_path / "home")[env["PATH"]] == str(bindir / "python3.11")
+
+
+def test_a_relative_xdg_cache_home_is_ignored(project, tmp_path):
+    """As the XDG specification says: appenv's cache is then ~/.cache/appenv, wherever the tool
+    is run from."""
+    env = {"XDG_CACHE_HOME": "relative-cache", "HOME": str(tmp_path / "home")}
+    for cwd in (project.root, tmp_path):
+        project.run([project.root / "tool-a"], env=env, cwd=cwd, check=0)
+        assert not (cwd / "relative-cache").exists()
+    assert (tmp_path / "home" / ".cache" / "appenv" / "bytecode").is_dir()
+
+
+def test_a_symlink_needs_tomli_only(own_index_project, index, tmp_path):
+    """Before Python 3.11 a first build reads pyproject.toml with tomli: the project's folder
+    has tomli and no packaging, nor has the user's index: the symlink works."""
+    python = pyenv_python(9)
+    if python is None:
+        pytest.skip("no CPython 3.9 here")
+    for wheel in index.glob("tomli-*.whl"):
+        shutil.copy(str(wheel), str(own_index_project.wheels))
+    project = own_index_project()
+    bindir = python_bin(tmp_path / "bin", python3=python)
+    empty = tmp_path / "empty-index"
+    empty.mkdir()
+    env = dict(fresh_home(tmp_path, empty.as_uri()), PATH="{}:/usr/bin:/bin".format(bindir))
+    project.run([UV, "lock", "--project", str(project.root)], env=env, check=0)
+    result = project.run(["./tool-a"], env=env)
+    assert json.loads(result.stdout)["version"] == "1.0", result.stderr
+    assert "installing tomli>=1.1" in result.stderr and "packaging" not in result.stderr
