@@ -632,10 +632,21 @@ class UvBinary:
 
     def run(self, args, env=None, step=None, pass_fds=()):
         """Run uv with output live on stderr; a failure is uv's status plus which step failed."""
+        return self.finish(self.start(args, env, pass_fds), step)
+
+    def start(self, args, env=None, pass_fds=()):
+        """Start uv ARGS, its output live on stderr (stdout belongs to the binary)."""
+        command = self.command(*args)
+        if getenv("APPENV_VERBOSE"):
+            say("running " + " ".join(command))
         try:
-            status = call(self.command(*args), env=env, pass_fds=pass_fds)
+            return spawn(command, [(posix.POSIX_SPAWN_DUP2, 2, 1)], env, pass_fds)
         except OSError as e:  # removed, or no longer executable, since it was found
             raise UvCannotStart(69, "cannot run uv {}: {}".format(self.path, e.strerror))
+
+    @staticmethod
+    def finish(pid, step=None):
+        status = wait(pid)
         if status != 0 and step:
             raise Problem(status, "{} failed (uv exited with status {})".format(step, status))
         return status
@@ -734,8 +745,9 @@ class Builder:
                     "holds it".format(env.path))
                 env.hold()
                 return env
+            started = None  # a `uv sync` running already
             if plan is None or plan.key != Plan.key_for(root, env.selection):
-                plan = Plan.of(root, env.selection)
+                plan, started = self.plan_while_syncing(root, env, partial)
             members = member_files(root, plan.member_patterns)
             if list(self.home.members(env.base)) != members:
                 record_members(self.home, env.base, members)
@@ -743,10 +755,10 @@ class Builder:
                 if env.is_ready():
                     self.point_current(env)
                     return env
-            if not exists(env.path + "/" + PARTIAL):
+            if started is None and not exists(env.path + "/" + PARTIAL):
                 discard(env.path)  # a crashed or hand-broken build: never used, built again
             try:
-                self.sync(env, root, plan, partial)
+                self.sync(env, root, plan, partial, started)
             except UvCannotStart:
                 if not plan.uv.remembered:
                     raise
@@ -761,7 +773,7 @@ class Builder:
             if partial:
                 touch(env.path + "/" + PARTIAL)
                 return env
-            self.mark_ready(env)
+            self.mark_ready(env, plan)
             if not env.is_ready():
                 raise Problem(70, "the environment {} changed while appenv marked it ready"
                               .format(env.path))
@@ -770,15 +782,60 @@ class Builder:
             return env
         raise Problem(75, "uv.lock keeps changing while appenv builds; try again")
 
-    def sync(self, env, root, plan, partial):
+    def plan_while_syncing(self, root, env, partial):
+        """The plan for a pyproject.toml not built before, and the `uv sync` that serves it.
+
+        Working the plan out parses pyproject.toml (importing tomllib alone takes 10 ms).
+        Meanwhile uv syncs already, with the plan of the environment `current` points to:
+        most often the same, as when a dependency was edited. When it is not the same, that
+        sync is stopped and what it wrote discarded; the environment is marked ready only
+        after a sync with the plan worked out, either way.
+        """
+        guess = None
+        if not (partial or self.home.members(env.base) or exists(env.path + "/" + PARTIAL)):
+            guess = self.current_plan()
+        if guess is None or guess.member_patterns:
+            return Plan.of(root, env.selection), None
+        discard(env.path)
+        try:
+            started = self.start_sync(env, root, guess, partial)
+        except UvCannotStart:
+            return Plan.of(root, env.selection), None
+        try:
+            plan = Plan.of(root, env.selection)
+        except BaseException:
+            stop(started)
+            raise
+        if (plan.uv.path, plan.options, plan.member_patterns) == (guess.uv.path, guess.options,
+                                                                  []):
+            return plan, started
+        stop(started)
+        discard(env.path)
+        return plan, None
+
+    def current_plan(self):
+        """The plan the environment `current` points to was built with, if it still holds."""
+        env = self.home.current()
+        try:
+            with open(env.marker, "rb") as f:
+                key = f.read(4096).decode("utf-8").split("\n")[5]
+        except (AttributeError, OSError, IndexError, UnicodeDecodeError):
+            return None
+        return Plan.recall(key) if key else None
+
+    def start_sync(self, env, root, plan, partial):
+        """Start `uv sync` into ENV with PLAN's options; `sync` waits for it."""
         environ = dict(posix.environ)
         environ[b"UV_PROJECT_ENVIRONMENT"] = fsencode(env.path)
         environ.pop(b"VIRTUAL_ENV", None)  # the project environment is ours; spare uv's warning
         args = ["sync", "--project", root] + plan.options + list(partial)
         # The lock travels with uv: if appenv is killed, a new build waits for uv to end.
+        return plan.uv.start(args, env=environ, pass_fds=(self.fd,))
+
+    def sync(self, env, root, plan, partial, started=None):
         try:
-            plan.uv.run(args, env=environ, pass_fds=(self.fd,),
-                        step="building the environment {}".format(env.path))
+            pid = started or self.start_sync(env, root, plan, partial)
+            plan.uv.finish(pid, step="building the environment {}".format(env.path))
         except UvCannotStart:
             raise
         except Problem as failure:
@@ -790,8 +847,9 @@ class Builder:
                     raise
             raise failure  # uv's status: nothing else (no library at hand, say) replaces it
 
-    def mark_ready(self, env):
-        """Record what `is_ready` compares against, then make it visible in one rename."""
+    def mark_ready(self, env, plan):
+        """Record what `is_ready` compares against (and the plan, for `current_plan`), then
+        make it visible in one rename."""
         site = site_packages(env.path)
         # Python writes bytecode of top-level modules into site-packages/__pycache__; make it
         # now so that the directory's mtime changes only when packages do.
@@ -809,8 +867,8 @@ class Builder:
                         version = value.strip()
         except OSError:
             pass
-        text = "appenv {}\n{}\n{}\n{}\n{}\n".format(
-            FORMAT, env.key, site, posix.stat(site).st_mtime_ns, version)
+        text = "appenv {}\n{}\n{}\n{}\n{}\n{}\n".format(
+            FORMAT, env.key, site, posix.stat(site).st_mtime_ns, version, plan.key)
         # uv writes without fsync: after a power loss its files may be empty. Flush them all
         # (one sync costs what an fsync of the marker did) before the marker says they are
         # there. A marker lost with the power only means a rebuild.
@@ -950,8 +1008,11 @@ def remove_tree(path):
 
 def prune(directory, keep):
     """Remove all but the `keep` newest files of a cache directory."""
+    names = posix.listdir(directory)
+    if len(names) <= keep:
+        return  # no stat of each
     entries = []
-    for entry in posix.listdir(directory):
+    for entry in names:
         try:
             entries.append((posix.stat(directory + "/" + entry).st_mtime_ns, entry))
         except OSError:
@@ -961,13 +1022,6 @@ def prune(directory, keep):
             posix.remove(directory + "/" + entry)
         except OSError:
             pass
-
-
-def call(command, env=None, pass_fds=()):
-    """Run a command and wait; its output goes live to stderr (stdout belongs to the binary)."""
-    if getenv("APPENV_VERBOSE"):
-        say("running " + " ".join(command))
-    return wait(spawn(command, [(posix.POSIX_SPAWN_DUP2, 2, 1)], env, pass_fds))
 
 
 def spawn(command, actions, env=None, pass_fds=()):
@@ -980,6 +1034,12 @@ def spawn(command, actions, env=None, pass_fds=()):
     finally:
         for fd in pass_fds:
             posix.set_inheritable(fd, False)
+
+
+def stop(pid):
+    """End a child that is no longer wanted, and reap it."""
+    posix.kill(pid, 9)
+    posix.waitpid(pid, 0)
 
 
 def wait(pid):

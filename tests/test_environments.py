@@ -481,3 +481,33 @@ def test_a_remembered_plan_still_checks_uv_lock(project):
     assert "merge conflict" in result.stderr and "./appenv update-lockfile" in result.stderr
     assert "Traceback" not in result.stderr
     assert os.listdir(str(fresh.root / ".appenv" / "envs")) == []  # nothing marked, nothing left
+
+
+def test_a_new_pyproject_toml_is_read_while_uv_syncs_and_checked_before_ready(project, tmp_path):
+    """A pyproject.toml not built before: uv starts syncing with the plan of the current
+    environment while appenv reads pyproject.toml. Where the two differ ([tool.appenv]
+    extras), that sync is stopped, and the environment holds exactly what was asked."""
+    uv = project.env["PATH"].split(":")[0] + "/uv"
+    log = tmp_path / "uv.log"
+    wrapper = tmp_path / "bin" / "uv"
+    wrapper.parent.mkdir()
+    wrapper.write_text('#!/bin/sh\necho "$*" >> "{}"\nexec "{}" "$@"\n'.format(log, uv))
+    wrapper.chmod(0o755)
+    env = {"APPENV_UV": str(wrapper)}
+    assert version_of(project.run(["./tool-a"], env=env)) == "1.0"
+    log.write_text("")
+    relock(project, ["tool-a==1.5"])  # a dependency edited: the same options
+    assert version_of(project.run(["./tool-a"], env=env)) == "1.5"
+    assert [line.split()[0] for line in log.read_text().splitlines()] == ["sync"]
+    log.write_text("")
+    project.pyproject(["tool-a==1.5"], extra='[project.optional-dependencies]\nextra = '
+                      '["lib-d"]\n[tool.appenv]\nextras = ["extra"]\n')
+    project.lock()
+    assert version_of(project.run(["./tool-a"], env=env)) == "1.5"
+    syncs = [line for line in log.read_text().splitlines() if line.startswith("sync")]
+    assert len(syncs) == 2 and "--extra extra" in syncs[1] and "--extra" not in syncs[0]
+    assert "lib-d" in project.installed() and len(project.environments()) == 3
+    (project.root / "pyproject.toml").write_text("[project\n")  # not TOML: 65, nothing ready
+    result = project.run(["./tool-a"], env=env)
+    assert result.returncode == 65 and "Traceback" not in result.stderr
+    assert "lib-d" in project.installed()  # current is as it was
