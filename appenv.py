@@ -588,6 +588,16 @@ class Plan:
         uv = UvBinary(situation[4], version, how, remembered=True)
         return cls(key, uv, options, keep, patterns, True)
 
+    @classmethod
+    def last(cls):
+        """The plan worked out last on this machine, if it still holds: what a project not
+        built here before most likely needs too."""
+        try:
+            with open(cls.path("last"), "rb") as f:
+                return cls.recall(f.read(100).decode("ascii"))
+        except (OSError, UnicodeDecodeError, Problem):
+            return None
+
     def forget(self):
         try:
             posix.remove(self.path(self.key))
@@ -602,6 +612,7 @@ class Plan:
         try:
             make_dirs(self.path(self.key).rpartition("/")[0])
             write_atomically(self.path(self.key), "\0".join(fields), durable=False)
+            write_atomically(self.path("last"), self.key, durable=False)  # see `last`
             prune(self.path(self.key).rpartition("/")[0], 200)
         except (OSError, Problem):
             pass  # a cache: the next build works the plan out again
@@ -786,10 +797,11 @@ class Builder:
         """The plan for a pyproject.toml not built before, and the `uv sync` that serves it.
 
         Working the plan out parses pyproject.toml (importing tomllib alone takes 10 ms).
-        Meanwhile uv syncs already, with the plan of the environment `current` points to:
-        most often the same, as when a dependency was edited. When it is not the same, that
-        sync is stopped and what it wrote discarded; the environment is marked ready only
-        after a sync with the plan worked out, either way.
+        Meanwhile uv syncs already, with the plan of the environment `current` points to (in a
+        fresh clone, the plan worked out last on this machine): most often the same, as when
+        a dependency was edited. When it is not the same, that sync is stopped and what it
+        wrote discarded; the environment is marked ready only after a sync with the plan
+        worked out, either way.
         """
         guess = None
         if not (partial or self.home.members(env.base) or exists(env.path + "/" + PARTIAL)):
@@ -814,14 +826,15 @@ class Builder:
         return plan, None
 
     def current_plan(self):
-        """The plan the environment `current` points to was built with, if it still holds."""
+        """The plan the environment `current` points to was built with, else the plan worked
+        out last on this machine (a fresh clone), if it still holds."""
         env = self.home.current()
         try:
             with open(env.marker, "rb") as f:
                 key = f.read(4096).decode("utf-8").split("\n")[5]
         except (AttributeError, OSError, IndexError, UnicodeDecodeError):
-            return None
-        return Plan.recall(key) if key else None
+            key = None
+        return (Plan.recall(key) if key else None) or Plan.last()
 
     def start_sync(self, env, root, plan, partial):
         """Start `uv sync` into ENV with PLAN's options; `sync` waits for it."""
