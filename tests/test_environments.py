@@ -17,6 +17,22 @@ def version_of(result):
     return json.loads(result.stdout)["version"]
 
 
+def logged_uv(project, tmp_path):
+    """APPENV_UV as a wrapper of the session's uv that logs each command line it is given."""
+    log = tmp_path / "uv.log"
+    wrapper = tmp_path / "bin" / "uv"
+    wrapper.parent.mkdir()
+    wrapper.write_text('#!/bin/sh\necho "$*" >> "{}"\nexec "{}" "$@"\n'.format(
+        log, project.env["PATH"].split(":")[0] + "/uv"))
+    wrapper.chmod(0o755)
+    return {"APPENV_UV": str(wrapper)}, log
+
+
+def commands(log):
+    """The uv commands logged (`logged_uv`), their first words."""
+    return [line.split()[0] for line in log.read_text().splitlines()]
+
+
 def relock(project, dependencies):
     project.pyproject(dependencies)
     project.lock()
@@ -418,37 +434,32 @@ def modules_at_exec(project):
 
 def test_a_fresh_clone_goes_straight_to_uv_sync(project, tmp_path):
     """What a build needs from pyproject.toml and uv is remembered for the same files."""
-    uv = project.env["PATH"].split(":")[0] + "/uv"
-    log = tmp_path / "uv.log"
+    env, log = logged_uv(project, tmp_path)
     wrapper = tmp_path / "bin" / "uv"
-    wrapper.parent.mkdir()
-    wrapper.write_text('#!/bin/sh\necho "$1" >> "{}"\nexec "{}" "$@"\n'.format(log, uv))
-    wrapper.chmod(0o755)
-    env = {"APPENV_UV": str(wrapper)}
     project.cmd("update-lockfile", "--check", env=env, check=0)  # the plan worked out
     log.write_text("")
     assert version_of(project.run(["./tool-a"], env=env)) == "1.0"
-    assert log.read_text().split() == ["sync"]  # the plan of update-lockfile, remembered
+    assert commands(log) == ["sync"]  # the plan of update-lockfile, remembered
     first = project.clone("clone-1")
     assert version_of(first.run(["./tool-a"], env=env)) == "1.0"
-    assert log.read_text().split() == ["sync", "sync"]
+    assert commands(log) == ["sync", "sync"]
     wrapper.write_text(wrapper.read_text() + "\n")  # another uv: checked again
     second = project.clone("clone-2")
     assert version_of(second.run(["./tool-a"], env=env)) == "1.0"
-    assert log.read_text().split()[2:] == ["--version", "sync"]
+    assert commands(log)[2:] == ["--version", "sync"]
     wrapper.chmod(0o700)  # only its mode changed: checked again too
     assert version_of(project.clone("clone-2b").run(["./tool-a"], env=env)) == "1.0"
-    assert log.read_text().split()[4:] == ["--version", "sync"]
+    assert commands(log)[4:] == ["--version", "sync"]
     log.write_text("")
     third = project.clone("clone-3")
     third.pyproject(["tool-a>=1.0,<2"])  # another pyproject.toml: worked out again
     third.lock("--upgrade")
     assert version_of(third.run(["./tool-a"], env=env)) == "1.5"
-    assert log.read_text().split() == ["sync"]  # but the uv found is remembered: no --version
+    assert commands(log) == ["sync"]  # but the uv found is remembered: no --version
     third.lock("--upgrade-package", "tool-a==1.0")  # another uv.lock, the same pyproject.toml
     fourth = third.clone("clone-4")
     assert version_of(fourth.run(["./tool-a"], env=env)) == "1.0"
-    assert log.read_text().split()[1:] == ["sync"]  # a plan does not depend on uv.lock
+    assert commands(log)[1:] == ["sync"]  # a plan does not depend on uv.lock
 
 
 def test_a_failing_uv_sync_keeps_its_status_with_no_library_at_hand(project, tmp_path):
@@ -487,18 +498,12 @@ def test_a_new_pyproject_toml_is_read_while_uv_syncs_and_checked_before_ready(pr
     """A pyproject.toml not built before: uv starts syncing with the plan of the current
     environment while appenv reads pyproject.toml. Where the two differ ([tool.appenv]
     extras), that sync is stopped, and the environment holds exactly what was asked."""
-    uv = project.env["PATH"].split(":")[0] + "/uv"
-    log = tmp_path / "uv.log"
-    wrapper = tmp_path / "bin" / "uv"
-    wrapper.parent.mkdir()
-    wrapper.write_text('#!/bin/sh\necho "$*" >> "{}"\nexec "{}" "$@"\n'.format(log, uv))
-    wrapper.chmod(0o755)
-    env = {"APPENV_UV": str(wrapper)}
+    env, log = logged_uv(project, tmp_path)
     assert version_of(project.run(["./tool-a"], env=env)) == "1.0"
     log.write_text("")
     relock(project, ["tool-a==1.5"])  # a dependency edited: the same options
     assert version_of(project.run(["./tool-a"], env=env)) == "1.5"
-    assert [line.split()[0] for line in log.read_text().splitlines()] == ["sync"]
+    assert commands(log) == ["sync"]
     log.write_text("")
     project.pyproject(["tool-a==1.5"], extra='[project.optional-dependencies]\nextra = '
                       '["lib-d"]\n[tool.appenv]\nextras = ["extra"]\n')
