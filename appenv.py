@@ -126,16 +126,16 @@ def main(argv=None, installed=False):
     """Dispatch on the invoked name, like rustup's proxies; return an exit status."""
     argv = list(sys.argv if argv is None else argv)
     name = argv[0].rpartition("/")[2]
-    if BYTECODE:
-        cold()
-        remember_bytecode(*BYTECODE)
-    if INTERPRETER and sys.version_info >= (3, 8) and writable(INTERPRETER[0]):
-        cold()
-        remember_interpreter(*INTERPRETER)
     try:
         if sys.version_info < (3, 8):  # this file compiles under 3.6 and 3.7 to say so
             cold()
             return newer_python(argv, installed)
+        if BYTECODE:
+            cold()
+            remember_bytecode(*BYTECODE)
+        if INTERPRETER and writable(INTERPRETER[0]):
+            cold()
+            remember_interpreter(*INTERPRETER)
         if installed or name in LAUNCHER_NAMES:
             cold()
             return Command.dispatch(argv[1:], installed)
@@ -536,9 +536,9 @@ class Plan:
     is wrong with a uv.lock, and `Project.diagnose` says it again with the recipe.
     """
 
-    def __init__(self, key, uv, options, keep, member_patterns, recalled=False):
+    def __init__(self, key, uv, options, keep, member_patterns):
         self.key, self.uv, self.options, self.keep = key, uv, options, keep
-        self.member_patterns, self.recalled = member_patterns, recalled
+        self.member_patterns = member_patterns
 
     @staticmethod
     def key_for(root, selection):
@@ -586,7 +586,7 @@ class Plan:
             return None
         patterns = [tuple(line.split("\t", 1)) for line in members.split("\n") if line]
         uv = UvBinary(situation[4], version, how, remembered=True)
-        return cls(key, uv, options, keep, patterns, True)
+        return cls(key, uv, options, keep, patterns)
 
     @classmethod
     def last(cls):
@@ -1187,8 +1187,12 @@ def newer_python(argv, installed):
                           "python3.8 or newer. Install one (on RHEL: dnf install python3.11), or "
                           "set APPENV_PYTHON to its path.".format(found))
     # for the next runs; also when the remembered one became this old (INTERPRETER is unset)
-    memo, key = INTERPRETER or (os.path.join(cache_dir(), "python"), os.environ.get("PATH", ""))
-    remember_interpreter(memo, key, newest)
+    try:
+        memo, key = INTERPRETER or (os.path.join(cache_dir(), "python"),
+                                    os.environ.get("PATH", ""))
+        remember_interpreter(memo, key, newest)
+    except Problem:
+        pass  # no home: looked for again next time
     os.execv(newest, [newest, "-I", "-S", argv[0]] + argv[1:])  # this file as a script, once
 
 
