@@ -345,17 +345,27 @@ def fingerprint(root, prefix, files):
     view = memoryview(chunk)
     for name in files:
         h.update(b"\0%s\0" % fsencode(name))
-        try:
-            with open("{}/{}".format(root, name), "rb", buffering=0) as f:
-                h.update(b"%d\0" % posix.fstat(f.fileno()).st_size)
+        try:  # non-blocking: a FIFO or a device is not read (the build says what it is)
+            fd = posix.open("{}/{}".format(root, name), posix.O_RDONLY | posix.O_NONBLOCK)
+        except FileNotFoundError:
+            h.update(b"\0missing")
+            continue
+        except OSError:
+            h.update(b"\0unreadable")
+            continue
+        with open(fd, "rb", buffering=0) as f:
+            st = posix.fstat(fd)
+            if st.st_mode & 0o170000 != 0o100000:
+                h.update(b"\0not a file")
+                continue
+            h.update(b"%d\0" % st.st_size)
+            try:
                 size = f.readinto(chunk)
                 while size:
                     h.update(view[:size])
                     size = f.readinto(chunk)
-        except FileNotFoundError:
-            h.update(b"\0missing")
-        except OSError:
-            h.update(b"\0unreadable")
+            except OSError:
+                h.update(b"\0unreadable")
     return h.hexdigest()[:24]
 
 
@@ -944,6 +954,7 @@ def member_files(root, patterns):
     files = []
     for directory in directories:
         path = os.path.normpath(os.path.join(directory, "pyproject.toml"))
+        regular_file(path)  # uv would block on a FIFO
         if os.path.isfile(path) and path != os.path.join(root, "pyproject.toml"):
             files.append(os.path.relpath(path, root))
     return sorted(files)
@@ -1239,7 +1250,9 @@ class Project:
             read_toml(self.lock_path)  # exit 65 with the recipe; see `diagnose` for the rest
 
     def check_present(self, lock=True):
-        """Exit 66 when pyproject.toml, or uv.lock, is not there."""
+        """Exit 66 when pyproject.toml, or uv.lock, is not there, or not a regular file."""
+        for path in (self.pyproject_path, self.lock_path) if lock else (self.pyproject_path,):
+            regular_file(path)
         if not os.path.isfile(self.pyproject_path):
             hint = "Run: {} init".format(launcher_command())
             if os.path.exists(os.path.join(self.root, "requirements.txt")):
@@ -1310,12 +1323,10 @@ class Project:
 def read_toml(path, data=None):
     """Parse a TOML file (or DATA, read from it); a merge conflict or a syntax error is exit 65
     with the place."""
-    try:
+    if data is None:
+        data = read_bytes(path)
         if data is None:
-            with open(path, "rb") as f:
-                data = f.read()
-    except OSError as e:
-        raise Problem(66, "cannot read {}: {}".format(path, e.strerror))
+            raise Problem(66, "cannot read {}: it is not there".format(path))
     if our_side(data) is not None:
         raise Problem(65, (
             "{} has git merge conflict markers. Resolve the conflict in pyproject.toml first, "
@@ -2214,14 +2225,38 @@ class Journal:
 
 
 def read_bytes(path):
-    """A file's bytes, None when it does not exist; exit 66 when it cannot be read."""
+    """A file's bytes, None when it does not exist; exit 66 when it cannot be read or is not a
+    regular file (a FIFO would block, a device never end)."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as e:
         raise Problem(66, "cannot read {}: {}".format(path, e.strerror))
+    with open(fd, "rb") as f:
+        regular_file(path, os.fstat(fd))
+        try:
+            return f.read()
+        except OSError as e:
+            raise Problem(66, "cannot read {}: {}".format(path, e.strerror))
+
+
+FILE_KINDS = {stat_kind: name for stat_kind, name in (
+    (0o010000, "a FIFO (named pipe)"), (0o020000, "a character device"),
+    (0o060000, "a block device"), (0o140000, "a socket"), (0o040000, "a directory"))}
+
+
+def regular_file(path, st=None):
+    """Exit 66 when PATH, its links followed, is there but not a regular file."""
+    try:
+        st = st or os.stat(path)
+    except OSError:
+        return  # not there: for the caller to say
+    kind = st.st_mode & 0o170000
+    if kind != 0o100000:
+        raise Problem(66, "{} is {}, not a regular file: appenv reads only regular files. "
+                          "Replace it with the file itself.".format(
+                              path, FILE_KINDS.get(kind, "an unknown kind of file")))
 
 
 def default_python(uv, root):

@@ -523,3 +523,23 @@ def test_a_new_pyproject_toml_is_read_while_uv_syncs_and_checked_before_ready(pr
     result = project.run(["./tool-a"], env=env)
     assert result.returncode == 65 and "Traceback" not in result.stderr
     assert "lib-d" in project.installed()  # current is as it was
+
+
+@pytest.mark.parametrize("name", ["uv.lock", "pyproject.toml"])
+def test_a_fifo_or_a_device_is_66_and_never_blocks(project, tmp_path, name):
+    """Only regular files are read as uv.lock and pyproject.toml (links followed): a FIFO
+    would block the warm path forever, /dev/zero never end. Each is 66 saying what it is."""
+    project.run(["./tool-a"], check=0)  # ready: the warm path is what meets the FIFO first
+    path = project.root / name
+    path.unlink()
+    os.mkfifo(str(path))
+    for argv in (["./tool-a"], [project.appenv, "prepare"], [project.appenv, "python", "-V"],
+                 [project.appenv, "update-lockfile"]):
+        result = project.run(argv, timeout=60)
+        assert result.returncode == 66, (argv, result.stderr)
+        assert "{} is a FIFO (named pipe), not a regular file".format(path) in result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""
+    path.unlink()
+    path.symlink_to("/dev/zero")
+    result = project.run(["./tool-a"], timeout=60)
+    assert result.returncode == 66 and "is a character device" in result.stderr
