@@ -238,6 +238,8 @@ class Home:
         self.root = root
         base = getenv("APPENV_HOME")
         if base:
+            if not base.startswith("/"):  # as uv takes UV_PROJECT_ENVIRONMENT
+                base = root.rstrip("/") + "/" + base
             key = digest(fsencode(root))[:12]
             self.path = "{}/{}-{}".format(real_path(base), root.rpartition("/")[2], key)
         else:
@@ -736,11 +738,13 @@ class Builder:
             self.fd = posix.open(self.home.path + "/lock", posix.O_RDWR | posix.O_CREAT, 0o644)
         except OSError as e:
             cold()
+            chosen = getenv("APPENV_HOME")
             raise Problem(73, (
-                "cannot write {}: {}. The environment for this uv.lock is not built yet. Run "
+                "cannot write {}{}: {}. The environment for this uv.lock is not built yet. Run "
                 "`{} prepare` as the owner of {}, or set APPENV_HOME=DIR to keep environments "
                 "elsewhere."
-            ).format(self.home.path, e.strerror, launcher_command(), self.home.root))
+            ).format(self.home.path, " (APPENV_HOME={})".format(chosen) if chosen else "",
+                     e.strerror, launcher_command(), self.home.root))
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -1115,7 +1119,11 @@ def make_dirs(path):
         if not parent:
             raise
         make_dirs(parent)
-        make_dirs(path)
+        try:  # once: where the parent is there and this still cannot be (/proc), it fails
+            posix.mkdir(path, 0o777)
+        except FileExistsError:
+            if not is_directory(path):
+                raise
     except FileExistsError:
         if not is_directory(path):
             raise

@@ -543,3 +543,18 @@ def test_a_fifo_or_a_device_is_66_and_never_blocks(project, tmp_path, name):
     path.symlink_to("/dev/zero")
     result = project.run(["./tool-a"], timeout=60)
     assert result.returncode == 66 and "is a character device" in result.stderr
+
+
+def test_a_relative_appenv_home_is_taken_from_the_project_root(project, tmp_path):
+    """As uv takes UV_PROJECT_ENVIRONMENT: the same environments from any working directory.
+    A place that cannot hold environments is 73 naming it, not a traceback."""
+    env = {"APPENV_HOME": "shared-envs"}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for cwd in (project.root, elsewhere):
+        assert version_of(project.run([project.root / "tool-a"], cwd=cwd, env=env)) == "1.0"
+    homes = list((project.root / "shared-envs").iterdir())
+    assert len(homes) == 1 and len(list((homes[0] / "envs").iterdir())) == 1
+    assert not (elsewhere / "shared-envs").exists()
+    result = project.refused(["./tool-a"], 73, "/proc/self", env={"APPENV_HOME": "/proc/self"})
+    assert "Traceback" not in result.stderr
