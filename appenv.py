@@ -214,12 +214,12 @@ def launcher_file():
 
 def launch(root, name, args):
     """Run binary NAME from the production environment."""
-    return production_environment(root).exec(name, args)
+    return production_environment(root, name).exec(name, args)
 
 
-def production_environment(root):
+def production_environment(root, binary=None):
     """The warm path: the environment for the files as they are, if ready; else build it."""
-    home = Home(root)
+    home = Home(root, binary)
     env = home.environment(Selection.from_environ())
     if env.is_ready():
         return env
@@ -234,8 +234,9 @@ def production_environment(root):
 class Home:
     """The directory that holds a project's environments: .appenv/ or under APPENV_HOME."""
 
-    def __init__(self, root):
+    def __init__(self, root, binary=None):
         self.root = root
+        self.binary = binary  # the binary this run is to start: `Environment.is_ready` checks it
         base = getenv("APPENV_HOME")
         if base:
             if not base.startswith("/"):  # as uv takes UV_PROJECT_ENVIRONMENT
@@ -282,7 +283,8 @@ class Environment:
         self.marker = "{}/{}".format(self.path, READY)
 
     def is_ready(self, hold=True):
-        """Complete, its interpreter present, and no package added or removed since."""
+        """Complete, its interpreter present, and no package or binary added, removed or (the
+        one to run) changed since."""
         try:
             fd = posix.open(self.marker, posix.O_RDONLY)
         except OSError:
@@ -297,6 +299,8 @@ class Environment:
             if posix.stat(site).st_mtime_ns != mtime:
                 return False
             posix.stat(self.path + "/bin/python")  # follows the link: Python gone?
+            if len(fields) > 7 and not self.binaries_intact(int(fields[6]), int(fields[7])):
+                return False
         except (IndexError, ValueError, OSError):
             posix.close(fd)
             return False
@@ -304,6 +308,18 @@ class Environment:
             posix.close(fd)
             return True
         return self.hold(fd)
+
+    def binaries_intact(self, directory_mtime, newest):
+        """bin/ as the build left it: a console script removed or added changes its mtime; the
+        one about to run, edited in place, is newer than any the build wrote."""
+        if posix.stat(self.path + "/bin").st_mtime_ns != directory_mtime:
+            return False
+        if self.home.binary:
+            try:
+                return posix.lstat(self.path + "/bin/" + self.home.binary).st_mtime_ns <= newest
+            except OSError:
+                pass  # never one of this environment: 127 when it is run
+        return True
 
     def hold(self, fd=None):
         """Take a shared lock that the binary inherits across exec: garbage collection and
@@ -894,8 +910,12 @@ class Builder:
                         version = value.strip()
         except OSError:
             pass
-        text = "appenv {}\n{}\n{}\n{}\n{}\n{}\n".format(
-            FORMAT, env.key, site, posix.stat(site).st_mtime_ns, version, plan.key)
+        bindir = env.path + "/bin"
+        newest = max([posix.lstat(bindir + "/" + entry).st_mtime_ns
+                      for entry in posix.listdir(bindir)] + [0])
+        text = "appenv {}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n".format(
+            FORMAT, env.key, site, posix.stat(site).st_mtime_ns, version, plan.key,
+            posix.stat(bindir).st_mtime_ns, newest)
         # uv writes without fsync: after a power loss its files may be empty. Flush them all
         # (one sync costs what an fsync of the marker did) before the marker says they are
         # there. A marker lost with the power only means a rebuild.

@@ -252,7 +252,8 @@ def test_a_binary_that_cannot_be_executed_is_126(project):
     weird.write_bytes(b"\x7fELF not really\n")
     weird.chmod(0o755)
     project.link("weird")
-    result = project.run(["./weird"])
+    # a binary added by hand is repaired away; APPENV_NO_SYNC runs the environment as it is
+    result = project.run(["./weird"], env={"APPENV_NO_SYNC": "1"})
     assert result.returncode == 126 and "cannot run" in result.stderr
     assert "Traceback" not in result.stderr
 

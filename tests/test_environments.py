@@ -558,3 +558,20 @@ def test_a_relative_appenv_home_is_taken_from_the_project_root(project, tmp_path
     assert not (elsewhere / "shared-envs").exists()
     result = project.refused(["./tool-a"], 73, "/proc/self", env={"APPENV_HOME": "/proc/self"})
     assert "Traceback" not in result.stderr
+
+
+def test_a_console_script_removed_or_edited_by_hand_is_repaired(project):
+    """A binary of a ready environment deleted, or changed in place, is noticed as cheaply as
+    a removed package (a stat), and the environment built again, exactly."""
+    project.run(["./tool-a"], check=0)
+    script = project.current() / "bin" / "tool-a"
+    script.unlink()
+    assert version_of(project.run(["./tool-a"])) == "1.0"  # not 127: rebuilt
+    script = project.current() / "bin" / "tool-a"
+    original = script.read_text()
+    time.sleep(0.01)
+    script.write_text(original.replace("import", "import os; os._exit(3)\nimport", 1))
+    assert version_of(project.run(["./tool-a"])) == "1.0"
+    assert (project.current() / "bin" / "tool-a").read_text() == original
+    result = project.run([project.appenv, "status", "--json"], check=0)
+    assert json.loads(result.stdout)["environment"]["state"] == "ready"
