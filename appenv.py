@@ -550,7 +550,10 @@ def build(root, env, partial=()):
         cold()
         Project(root).check_present()  # before making .appenv: a missing file leaves nothing
     with Builder(env.home) as builder:  # a home that cannot be written: 73, before any work
-        return builder.ensure(root, env, partial, plan)
+        try:
+            return builder.ensure(root, env, partial, plan)
+        except OSError as e:  # a full or failing disk as the build ends: nothing marked ready
+            raise builder.cannot_write(e)
 
 
 class Plan:
@@ -753,14 +756,7 @@ class Builder:
                                  durable=False)
             self.fd = posix.open(self.home.path + "/lock", posix.O_RDWR | posix.O_CREAT, 0o644)
         except OSError as e:
-            cold()
-            chosen = getenv("APPENV_HOME")
-            raise Problem(73, (
-                "cannot write {}{}: {}. The environment for this uv.lock is not built yet. Run "
-                "`{} prepare` as the owner of {}, or set APPENV_HOME=DIR to keep environments "
-                "elsewhere."
-            ).format(self.home.path, " (APPENV_HOME={})".format(chosen) if chosen else "",
-                     e.strerror, launcher_command(), self.home.root))
+            raise self.cannot_write(e)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -772,6 +768,28 @@ class Builder:
 
     def __exit__(self, *exc):
         posix.close(self.fd)
+
+    def cannot_write(self, e):
+        """Exit 73 for a build that could not write: out of space, a failing disk, or no
+        permission, each with what to do. Nothing was marked ready."""
+        cold()
+        chosen = getenv("APPENV_HOME")
+        where = "{}{}".format(self.home.path, " (APPENV_HOME={})".format(chosen) if chosen
+                              else "")
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return Problem(73, (
+                "{} is out of space ({}): the environment was not built. Free some space (old "
+                "environments: `{} reset`; uv's cache: `uv cache prune`), then run again."
+            ).format(where, e.strerror, launcher_command()))
+        if e.errno == errno.EIO:
+            return Problem(73, "{} is failing (input/output error{}): the environment was not "
+                               "built. Check the disk, or set APPENV_HOME=DIR to build elsewhere."
+                           .format(where, ", " + e.filename if e.filename else ""))
+        return Problem(73, (
+            "cannot write {}: {}. The environment for this uv.lock is not built yet. Run "
+            "`{} prepare` as the owner of {}, or set APPENV_HOME=DIR to keep environments "
+            "elsewhere."
+        ).format(where, e.strerror, launcher_command(), self.home.root))
 
     def ensure(self, root, env, partial, plan=None):
         for attempt in range(3):
@@ -1180,6 +1198,7 @@ def write_atomically(path, data, durable=True, mode=None):
 # subcommand. It imports what it needs where it needs it, so that the warm and the build path
 # never pay for `os`, subprocess, shutil or TOML.
 
+import errno  # noqa: E402
 import os  # noqa: E402
 
 

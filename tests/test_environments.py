@@ -575,3 +575,42 @@ def test_a_console_script_removed_or_edited_by_hand_is_repaired(project):
     assert (project.current() / "bin" / "tool-a").read_text() == original
     result = project.run([project.appenv, "status", "--json"], check=0)
     assert json.loads(result.stdout)["environment"]["state"] == "ready"
+
+
+def in_private_mount(project, script, env):
+    """SCRIPT (sh) run in a mount namespace of its own, as root; skipped where not permitted."""
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("no private mount namespace here (needs root): {}".format(
+            probe.stderr.decode().strip()))
+    return project.run(["unshare", "-m", "sh", "-c", script], env=env, timeout=120)
+
+
+def test_a_disk_that_fills_as_uv_finishes_is_73_and_the_next_run_works(project, tmp_path):
+    """ENOSPC while appenv marks the environment ready (a uv wrapper fills a small tmpfs right
+    after `uv sync`), and on a disk full from the start: 73 saying it is out of space, no
+    traceback, nothing ready; once space is freed, the next run works."""
+    uv = project.env["PATH"].split(":")[0] + "/uv"
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    wrapper = tmp_path / "uv-then-fill"
+    wrapper.write_text('#!/bin/sh\n"{}" "$@"; s=$?\n[ "$1" = sync ] && dd if=/dev/zero of="{}/fill"'
+                       ' bs=1M 2>/dev/null\nexit $s\n'.format(uv, disk))
+    wrapper.chmod(0o755)
+    script = """
+    mount -t tmpfs -o size=24m tmpfs "{disk}" || exit 99
+    ./tool-a > out-1; echo "status $?"
+    ls "{disk}"/*/envs/*/appenv-ready 2>/dev/null && echo "ready after the fault"
+    rm "{disk}/fill"
+    APPENV_UV="{uv}" ./tool-a > out-2; echo "status $?"
+    dd if=/dev/zero of="{disk}/fill" bs=1M 2>/dev/null; APPENV_HOME="{disk}/other" ./tool-a
+    echo "status $?"
+    """.format(disk=disk, uv=uv)
+    result = in_private_mount(project, script, {"APPENV_HOME": str(disk),
+                                                "APPENV_UV": str(wrapper)})
+    lines = result.stdout.split("\n")
+    assert lines[0] == "status 73" and "ready after the fault" not in result.stdout, result.stderr
+    assert "is out of space" in result.stderr and "Traceback" not in result.stderr
+    assert "as the owner" not in result.stderr.split("\n")[-2]  # not the permission advice
+    assert lines[1] == "status 0" and json.loads((project.root / "out-2").read_text())
+    assert lines[2] == "status 73" and result.stderr.count("is out of space") == 2
