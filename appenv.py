@@ -264,6 +264,19 @@ class Home:
         except OSError:
             return ()
 
+    def identities(self, env):
+        """Device, inode, size, mtime and ctime of each file ENV's fingerprint reads: another
+        write in between shows, though the content be the same again."""
+        found = []
+        for name in ("pyproject.toml", "uv.lock", ".python-version") + tuple(
+                self.members(env.base)):
+            try:
+                st = posix.stat("{}/{}".format(self.root, name))
+                found.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            except OSError:
+                found.append(None)
+        return found
+
     def current(self):
         """The environment `current` points to, if it is complete."""
         try:
@@ -805,6 +818,7 @@ class Builder:
                 env.hold()
                 return env
             started = None  # a `uv sync` running already
+            files = self.home.identities(env)  # as uv is to read them
             if plan is None or plan.key != Plan.key_for(root, env.selection):
                 plan, started = self.plan_while_syncing(root, env, partial)
             members = member_files(root, plan.member_patterns)
@@ -814,8 +828,10 @@ class Builder:
                 if env.is_ready():
                     self.point_current(env)
                     return env
-            if started is None and not exists(env.path + "/" + PARTIAL):
-                discard(env.path)  # a crashed or hand-broken build: never used, built again
+            if started is None:
+                files = self.home.identities(env)  # with the members' files, as recorded
+                if not exists(env.path + "/" + PARTIAL):
+                    discard(env.path)  # a crashed or hand-broken build: never used, built again
             try:
                 self.sync(env, root, plan, partial, started)
             except UvCannotStart:
@@ -825,7 +841,8 @@ class Builder:
                 plan = Plan.work_out(root, env.selection, plan.key, recall=False)
                 self.sync(env, root, plan, partial)
             latest = self.home.environment(env.selection)
-            if latest.key != env.key:
+            if latest.key != env.key or self.home.identities(env) != files:
+                # even back as they were (a checkout of B, then of A, while uv read B)
                 say("uv.lock or pyproject.toml changed during the build; building again")
                 env = latest
                 continue

@@ -614,3 +614,48 @@ def test_a_disk_that_fills_as_uv_finishes_is_73_and_the_next_run_works(project, 
     assert "as the owner" not in result.stderr.split("\n")[-2]  # not the permission advice
     assert lines[1] == "status 0" and json.loads((project.root / "out-2").read_text())
     assert lines[2] == "status 73" and result.stderr.count("is out of space") == 2
+
+
+def test_a_lock_switched_and_back_during_a_build_is_built_again(project, tmp_path):
+    """A -> B before uv reads uv.lock, back to A before uv finishes: the content is A's again,
+    the environment holds B's packages. It is not marked ready as A's: appenv builds again."""
+    lock_a = (project.root / "uv.lock").read_text()
+    relock(project, ["tool-a==2.0"])
+    lock_b = (project.root / "uv.lock").read_text()
+    relock(project, ["tool-a==1.0"])
+    uv = project.env["PATH"].split(":")[0] + "/uv"
+    step = tmp_path / "step"
+    wrapper = tmp_path / "slow-uv"
+    wrapper.write_text("""#!/bin/sh
+if [ "$1" = sync ] && [ ! -e "{step}.once" ]; then
+  touch "{step}.once" "{step}.started"
+  while [ ! -e "{step}.go" ]; do sleep 0.02; done
+  "{uv}" "$@"; s=$?
+  touch "{step}.synced"
+  while [ ! -e "{step}.end" ]; do sleep 0.02; done
+  exit $s
+fi
+exec "{uv}" "$@"
+""".format(step=step, uv=uv))
+    wrapper.chmod(0o755)
+    env = dict(project.env, APPENV_UV=str(wrapper))
+    run = subprocess.Popen([str(project.root / "tool-a")], cwd=str(project.root), env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait_for(name):
+        deadline = time.time() + 60
+        while not os.path.exists("{}.{}".format(step, name)):
+            assert time.time() < deadline and run.poll() is None, run.communicate()
+            time.sleep(0.02)
+
+    wait_for("started")
+    (project.root / "uv.lock").write_text(lock_b)  # a checkout of B: uv reads it
+    open("{}.go".format(step), "w").close()
+    wait_for("synced")
+    (project.root / "uv.lock").write_text(lock_a)  # and back to A, the same bytes as before
+    open("{}.end".format(step), "w").close()
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert json.loads(out)["version"] == "1.0" and "changed during the build" in err
+    assert project.installed()["tool-a"] == "1.0"
+    assert version_of(project.run(["./tool-a"])) == "1.0"
