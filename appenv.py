@@ -1048,7 +1048,8 @@ def in_use(path):
 
 def unless_in_use(path, action):
     """ACTION(path) while holding the environment's marker exclusively; False when a running
-    process holds it. A run that waits for the marker meanwhile then sees what ACTION did."""
+    process holds it, or runs from it without holding it (`runs_from`). A run that waits for
+    the marker meanwhile then sees what ACTION did."""
     import fcntl
 
     try:
@@ -1061,9 +1062,42 @@ def unless_in_use(path, action):
         posix.close(fd)
         return False
     try:
+        if runs_from(path) is not False:
+            return False
         return action(path)
     finally:
         posix.close(fd)
+
+
+def runs_from(path):
+    """Whether a process runs from PATH though it holds no lock there: a daemon closes the
+    descriptors it inherited, the lock among them. On Linux, its command line, open files or
+    mapped files are under PATH (/proc); None where that cannot be known: kept, not guessed."""
+    prefix = fsencode(path.rstrip("/") + "/")
+    try:
+        pids = [p for p in posix.listdir("/proc") if p.isdigit() and int(p) != posix.getpid()]
+    except OSError:
+        return None if sys.platform.startswith("linux") else False  # no /proc: the lock alone
+    for pid in pids:
+        base = "/proc/" + pid
+        try:
+            with open(base + "/cmdline", "rb") as f:
+                if any(arg.startswith(prefix) for arg in f.read().split(b"\0")):
+                    return True
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended meanwhile
+        except OSError:
+            return None
+        try:
+            if any(fsencode(posix.readlink("{}/fd/{}".format(base, fd))).startswith(prefix)
+                   for fd in posix.listdir(base + "/fd")):
+                return True
+            with open(base + "/maps", "rb") as f:
+                if any(prefix in line for line in f):
+                    return True
+        except OSError:
+            continue  # another user's process, or ended: its command line decided
+    return False
 
 
 def discard(path):

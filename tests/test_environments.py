@@ -137,10 +137,11 @@ def test_ctrl_c_exits_130_without_traceback(project):
 
 
 @contextlib.contextmanager
-def running(project):
+def running(project, *options):
     """./tool-e started and waiting; `finish()` lets it import lib_b, and returns what it said."""
     flag = project.root / "go"
-    proc = subprocess.Popen([str(project.root / "tool-e"), "--late-import", str(flag)],
+    proc = subprocess.Popen([str(project.root / "tool-e"), "--late-import", str(flag)]
+                            + list(options),
                             cwd=str(project.root), env=project.env, stdout=subprocess.PIPE,
                             text=True)
 
@@ -157,10 +158,13 @@ def running(project):
         proc.kill()
 
 
-def test_a_process_keeps_its_environment_across_an_update(project_factory):
+@pytest.mark.parametrize("daemon", [False, True], ids=["holding", "closed-its-descriptors"])
+def test_a_process_keeps_its_environment_across_an_update(project_factory, daemon):
+    """keep = 1, and a process still runs from the old environment: it is kept, also when the
+    process closed the descriptors it inherited (a daemon: /proc shows it), until it ends."""
     extra = "[tool.appenv]\nkeep = 1\n"
     project = project_factory(dependencies=["tool-e"], links=["tool-e"], extra=extra)
-    with running(project) as finish:
+    with running(project, *(["--close-fds"] if daemon else [])) as finish:
         old = project.current()
         project.pyproject(["tool-a==2.0"], extra=extra)  # lib-b 1.0 -> 2.0
         project.lock()

@@ -26,6 +26,8 @@ def main():
     if args[:1] == ["--late-import"]:
         # Start, say so, wait for a file to appear, then import a dependency: a process
         # running across an update of its environment.
+        if args[2:3] == ["--close-fds"]:  # a daemon: the lock appenv passed on is gone
+            os.closerange(3, 4096)
         print("started", flush=True)
         while not os.path.exists(args[1]):
             time.sleep(0.05)
