@@ -109,7 +109,7 @@ import sys
 
 __version__ = "0.1.0"
 
-FORMAT = "1"  # the layout of environments; part of every fingerprint
+FORMAT = "2"  # the layout of environments; part of every fingerprint
 MIN_UV = "0.8.0"  # the oldest uv whose options appenv relies on
 KEEP = 3  # environments kept for switching back and for running processes
 LAUNCHER_NAMES = ("appenv", "appenv.py")
@@ -220,14 +220,19 @@ def launch(root, name, args):
 def production_environment(root, binary=None):
     """The warm path: the environment for the files as they are, if ready; else build it."""
     home = Home(root, binary)
-    env = home.environment(Selection.from_environ())
-    if env.is_ready():
+    env = home.environment(Selection.from_environ(), compute=False)
+    if env and env.is_ready():
         return env
+    building()
+    if env is None:  # pyproject.toml edited since: what uv installs may be the same
+        env = home.environment(Selection.from_environ())
+        if env.is_ready():
+            home.save_relevant()
+            return env
     if no_sync():  # seed 002: as it is, even stale or changed by hand; built only if none
         found = env if exists(env.marker) else home.current()
         if found and found.hold():
             return found
-    building()
     return build(root, env)
 
 
@@ -237,6 +242,7 @@ class Home:
     def __init__(self, root, binary=None):
         self.root = root
         self.binary = binary  # the binary this run is to start: `Environment.is_ready` checks it
+        self.learned = {}  # pyproject.toml digests worked out by this run (`save_relevant`)
         base = getenv("APPENV_HOME")
         if base:
             if not base.startswith("/"):  # as uv takes UV_PROJECT_ENVIRONMENT
@@ -247,13 +253,29 @@ class Home:
             self.path = root.rstrip("/") + "/.appenv"
         self.envs = self.path + "/envs"
 
-    def environment(self, selection):
-        """The environment for the project's files as they are now, and this selection."""
+    def environment(self, selection, compute=True):
+        """The environment for the project's files as they are now, and this selection. Of a
+        pyproject.toml only what uv installs depends on counts (`pyproject_digest`); without
+        COMPUTE, None where that is not remembered for its bytes yet."""
+        def counted(name, full):
+            return self.pyproject_digest(name, full, compute)
+
         base = fingerprint(self.root, b"appenv %s\0%s" % (FORMAT.encode(), selection.encode()),
-                           ("pyproject.toml", "uv.lock", ".python-version"))
-        members = self.members(base)  # workspace members: their pyproject.toml count too
-        key = fingerprint(self.root, base.encode(), members) if members else base
-        return Environment(self, key, selection, base)
+                           ("pyproject.toml", "uv.lock", ".python-version"), counted)
+        members = self.members(base) if base else ()  # workspace members: theirs count too
+        key = fingerprint(self.root, base.encode(), members, counted) if members else base
+        return Environment(self, key, selection, base) if key else None
+
+    def pyproject_digest(self, name, full, compute):
+        """The digest of what uv installs depends on in pyproject.toml NAME, whose bytes have
+        the digest FULL: remembered in the home (the warm path looks only there), else in
+        appenv's cache (a fresh clone), else worked out by parsing it, when COMPUTE."""
+        value = read_memo(self.path + "/pyproject", full)
+        if value is None and compute:
+            building()
+            value = remembered_pyproject_digest(self.root, name, full)
+            self.learned[full] = value
+        return value
 
     def members(self, base):
         """The pyproject.toml files of the workspace members and path dependencies, recorded
@@ -276,6 +298,20 @@ class Home:
             except OSError:
                 found.append(None)
         return found
+
+    def save_relevant(self):
+        """Remember in the home what `pyproject_digest` worked out, for the warm path; only
+        where a build made the home (and a read-only one is left as it is)."""
+        building()
+        for full, value in self.learned.items():
+            try:
+                if exists(self.path) and value != full:
+                    make_dirs(self.path + "/pyproject")
+                    write_atomically("{}/pyproject/{}".format(self.path, full), value,
+                                     durable=False)
+            except OSError:
+                pass
+        self.learned = {}
 
     def current(self):
         """The environment `current` points to, if it is complete."""
@@ -368,8 +404,10 @@ class Environment:
             raise Problem(126, "cannot run {}: {}".format(path, e.strerror))
 
 
-def fingerprint(root, prefix, files):
-    """A digest of everything that decides what an environment holds: PREFIX and the files."""
+def fingerprint(root, prefix, files, counted=None):
+    """A digest of everything that decides what an environment holds: PREFIX and the files.
+    With COUNTED, a pyproject.toml counts by COUNTED(name, digest of its bytes), and the
+    fingerprint is None when that is."""
     h = hasher()
     h.update(prefix)
     chunk = bytearray(1 << 16)  # read into one small buffer: a 1 MB uv.lock costs 2 ms, not 3
@@ -389,14 +427,21 @@ def fingerprint(root, prefix, files):
             if st.st_mode & 0o170000 != 0o100000:
                 h.update(b"\0not a file")
                 continue
-            h.update(b"%d\0" % st.st_size)
+            whole = hasher() if counted and name.endswith("pyproject.toml") else h
+            whole.update(b"%d\0" % st.st_size)
             try:
                 size = f.readinto(chunk)
                 while size:
-                    h.update(view[:size])
+                    whole.update(view[:size])
                     size = f.readinto(chunk)
             except OSError:
                 h.update(b"\0unreadable")
+                continue
+        if whole is not h:
+            part = counted(name, whole.hexdigest())
+            if part is None:
+                return None
+            h.update(part.encode())
     return h.hexdigest()[:24]
 
 
@@ -502,6 +547,15 @@ def fsdecode(data):
     return data.decode(sys.getfilesystemencoding(), "surrogateescape")
 
 
+def read_memo(directory, name):
+    """A short text remembered in DIRECTORY/NAME, or None."""
+    try:
+        with open("{}/{}".format(directory, name), "rb") as f:
+            return f.read(64).decode("ascii")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def writable(path):
     """Whether PATH can be created: its directory, or the first that exists above, is writable
     (a read-only home spares the cold path on every run)."""
@@ -564,9 +618,11 @@ def build(root, env, partial=()):
         Project(root).check_present()  # before making .appenv: a missing file leaves nothing
     with Builder(env.home) as builder:  # a home that cannot be written: 73, before any work
         try:
-            return builder.ensure(root, env, partial, plan)
+            env = builder.ensure(root, env, partial, plan)
         except OSError as e:  # a full or failing disk as the build ends: nothing marked ready
             raise builder.cannot_write(e)
+    env.home.save_relevant()
+    return env
 
 
 class Plan:
@@ -660,6 +716,29 @@ class Plan:
             prune(self.path(self.key).rpartition("/")[0], 200)
         except (OSError, Problem):
             pass  # a cache: the next build works the plan out again
+
+
+def remembered_pyproject_digest(root, name, full):
+    """`pyproject_digest` of ROOT/NAME, whose bytes have the digest FULL: remembered in
+    appenv's cache (a fresh clone of files seen before parses nothing), else worked out."""
+    try:
+        memos = cache_dir() + "/pyproject"
+    except Problem:
+        memos = None  # no home: parsed each time a build needs it
+    value = memos and read_memo(memos, full)
+    if value is None:
+        cold()
+        value = pyproject_digest(root + "/" + name)
+        if value is None:
+            return full  # not TOML: uv reports it; meanwhile every byte counts
+        if memos:
+            try:
+                make_dirs(memos)
+                write_atomically(memos + "/" + full, value, durable=False)
+                prune(memos, 200)
+            except OSError:
+                pass
+    return value
 
 
 def uv_situation(uv_path):
@@ -1256,6 +1335,31 @@ import os  # noqa: E402
 def launcher_command():
     """How the user runs appenv in this project, for messages: ./appenv, as seed 004 says."""
     return "./appenv"
+
+
+# --- What counts in a pyproject.toml ---------------------------------------------------------
+
+
+def pyproject_digest(path):
+    """A digest of what `uv sync --frozen` installs depends on in the pyproject.toml at PATH:
+    every table but the [tool.X] of other tools (ruff, pytest, mypy ...), which change often
+    and install nothing. The tools [build-system] names (the backend, setuptools-scm ...)
+    keep their tables: building the project reads them. None when it is not valid TOML."""
+    try:
+        data = read_toml(path)
+    except Problem:
+        return None
+    tool = data.get("tool")
+    if isinstance(tool, dict):
+        import json
+
+        backend = json.dumps(data.get("build-system", {}), default=str).lower().replace("_", "-")
+        kept = {k: v for k, v in tool.items() if k in ("uv", "appenv") or
+                k.lower().replace("_", "-") in backend}
+        data = dict(data, tool=kept) if kept else {k: v for k, v in data.items() if k != "tool"}
+    import json
+
+    return digest(json.dumps(data, sort_keys=True, default=str).encode())
 
 
 # --- The interpreter that runs appenv ---------------------------------------------------------

@@ -297,15 +297,21 @@ def test_the_warm_and_build_paths_load_what_they_use_before_they_use_it():
                "build": {"cold": {"cold"}}}
     checked = {"warm": [], "build": []}
     for name, text in sections.items():
-        for function in ast.walk(ast.parse(text)):
-            if not isinstance(function, ast.FunctionDef):
+        tree = ast.parse(text)
+        # a nested function is checked with the one it is in (its names are that one's too)
+        nested = {inner for outer in ast.walk(tree) if isinstance(outer, ast.FunctionDef)
+                  for inner in ast.walk(outer) if isinstance(inner, ast.FunctionDef)
+                  and inner is not outer}
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef) or function in nested:
                 continue
-            local = {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)}
+            local = {a.arg for a in ast.walk(function) if isinstance(a, ast.arg)}
             local |= {n.id for n in ast.walk(function) if isinstance(n, ast.Name)
                       and isinstance(n.ctx, ast.Store)}
             local |= {a.asname or a.name for n in ast.walk(function)
                       if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
             local |= {n.name for n in ast.walk(function) if isinstance(n, ast.ExceptHandler)}
+            local |= {n.name for n in ast.walk(function) if isinstance(n, ast.FunctionDef)}
             calls = [(n.lineno, n.func.id) for n in ast.walk(function)
                      if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
             for used in ast.walk(function):

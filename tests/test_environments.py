@@ -663,3 +663,48 @@ exec "{uv}" "$@"
     assert json.loads(out)["version"] == "1.0" and "changed during the build" in err
     assert project.installed()["tool-a"] == "1.0"
     assert version_of(project.run(["./tool-a"])) == "1.0"
+
+
+def test_another_tools_table_builds_nothing_and_a_dependency_does(project, tmp_path):
+    """What `uv sync` installs does not depend on [tool.ruff] or [tool.pytest.ini_options]:
+    editing them runs no uv and takes no `keep` slot. A dependency, [tool.uv] or the build
+    backend's own table does count."""
+    env, log = logged_uv(project, tmp_path)
+    assert version_of(project.run(["./tool-a"], env=env)) == "1.0"
+    log.write_text("")
+    path = project.root / "pyproject.toml"
+    for table in ("[tool.ruff]\nline-length = 99\n", "[tool.pytest.ini_options]\naddopts = '-x'\n"):
+        path.write_text(path.read_text() + table)
+        assert version_of(project.run(["./tool-a"], env=env)) == "1.0"
+        assert version_of(project.run(["./tool-a"], env=env)) == "1.0"
+    assert commands(log) == [] and len(project.environments()) == 1
+    assert version_of(project.clone("clone").run(["./tool-a"], env=env)) == "1.0"
+    assert commands(log) == ["sync"]  # a fresh clone builds, from the remembered plan's digest
+    log.write_text("")
+    path.write_text(path.read_text() + '[tool.uv]\nconstraint-dependencies = ["tool-a<3"]\n')
+    project.lock()
+    assert version_of(project.run(["./tool-a"], env=env)) == "1.0"
+    assert commands(log) == ["sync"] and len(project.environments()) == 2
+    log.write_text("")
+    relock(project, ["tool-a==1.5"])
+    assert version_of(project.run(["./tool-a"], env=env)) == "1.5" and commands(log) == ["sync"]
+    build = '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
+    assert "hatch" in pyproject_digest_tables(project, build + "[tool.hatch.x]\ny = 1\n")
+
+
+def pyproject_digest_tables(project, text):
+    """The [tool.X] tables that count for TEXT as pyproject.toml: those whose digest changes
+    when the table does."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_loader("appenv_module", loader=None)
+    module = importlib.util.module_from_spec(spec)
+    module.__file__ = project.appenv
+    exec(compile(open(project.appenv).read(), project.appenv, "exec"), module.__dict__)
+    first, second = project.root / "a.toml", project.root / "b.toml"
+    first.write_text(text)
+    second.write_text(text.replace("y = 1", "y = 2"))
+    counted = module.pyproject_digest(str(first)) != module.pyproject_digest(str(second))
+    first.unlink()
+    second.unlink()
+    return ["hatch"] if counted else []
