@@ -171,8 +171,11 @@ def test_a_process_keeps_its_environment_across_an_update(project_factory, daemo
         project.link("tool-a")
         assert version_of(project.run(["./tool-a"])) == "2.0"
         assert project.current() != old
+        project.pyproject(["tool-a==1.5"], extra=extra)  # a second update
+        project.lock()
+        assert version_of(project.run(["./tool-a"])) == "1.5"
         assert old.exists()  # keep = 1, yet a running process holds it
-        assert finish() == "late 1.0\n"  # imported lazily, after the update
+        assert finish() == "late 1.0\n"  # imported lazily, after the updates
     project.pyproject(["tool-a==1.0"], extra=extra)
     project.lock()
     project.run(["./tool-a"], check=0)
