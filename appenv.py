@@ -224,6 +224,10 @@ def production_environment(root, binary=None):
     if env and env.is_ready():
         return env
     building()
+    if env is None and no_sync():  # as it is: no TOML read, nothing installed
+        found = home.current()
+        if found and found.hold():
+            return found
     if env is None:  # pyproject.toml edited since: what uv installs may be the same
         env = home.environment(Selection.from_environ())
         if env.is_ready():
@@ -257,8 +261,8 @@ class Home:
         """The environment for the project's files as they are now, and this selection. Of a
         pyproject.toml only what uv installs depends on counts (`pyproject_digest`); without
         COMPUTE, None where that is not remembered for its bytes yet."""
-        def counted(name, full):
-            return self.pyproject_digest(name, full, compute)
+        def counted(name, full, data):
+            return self.pyproject_digest(name, full, data, compute)
 
         base = fingerprint(self.root, b"appenv %s\0%s" % (FORMAT.encode(), selection.encode()),
                            ("pyproject.toml", "uv.lock", ".python-version"), counted)
@@ -266,14 +270,14 @@ class Home:
         key = fingerprint(self.root, base.encode(), members, counted) if members else base
         return Environment(self, key, selection, base) if key else None
 
-    def pyproject_digest(self, name, full, compute):
+    def pyproject_digest(self, name, full, data, compute):
         """The digest of what uv installs depends on in pyproject.toml NAME, whose bytes have
         the digest FULL: remembered in the home (the warm path looks only there), else in
         appenv's cache (a fresh clone), else worked out by parsing it, when COMPUTE."""
         value = read_memo(self.path + "/pyproject", full)
         if value is None and compute:
             building()
-            value = remembered_pyproject_digest(self.root, name, full)
+            value = remembered_pyproject_digest(self.root, name, full, data)
             self.learned[full] = value
         return value
 
@@ -428,17 +432,20 @@ def fingerprint(root, prefix, files, counted=None):
                 h.update(b"\0not a file")
                 continue
             whole = hasher() if counted and name.endswith("pyproject.toml") else h
-            whole.update(b"%d\0" % st.st_size)
+            whole.update(b"%s %d\0" % (FORMAT.encode(), st.st_size))  # the rules' version too
+            read = [] if whole is not h else None  # a pyproject.toml's bytes, to parse as hashed
             try:
                 size = f.readinto(chunk)
                 while size:
                     whole.update(view[:size])
+                    if read is not None:
+                        read.append(bytes(view[:size]))
                     size = f.readinto(chunk)
             except OSError:
                 h.update(b"\0unreadable")
                 continue
         if whole is not h:
-            part = counted(name, whole.hexdigest())
+            part = counted(name, whole.hexdigest(), b"".join(read))
             if part is None:
                 return None
             h.update(part.encode())
@@ -548,12 +555,15 @@ def fsdecode(data):
 
 
 def read_memo(directory, name):
-    """A short text remembered in DIRECTORY/NAME, or None."""
+    """A digest remembered in DIRECTORY/NAME, or None (also when damaged: 32 hex digits)."""
     try:
         with open("{}/{}".format(directory, name), "rb") as f:
-            return f.read(64).decode("ascii")
+            value = f.read(64).decode("ascii")
     except (OSError, UnicodeDecodeError):
         return None
+    if len(value) == 32 and not value.strip("0123456789abcdef"):
+        return value
+    return None
 
 
 def writable(path):
@@ -718,8 +728,8 @@ class Plan:
             pass  # a cache: the next build works the plan out again
 
 
-def remembered_pyproject_digest(root, name, full):
-    """`pyproject_digest` of ROOT/NAME, whose bytes have the digest FULL: remembered in
+def remembered_pyproject_digest(root, name, full, data):
+    """`pyproject_digest` of ROOT/NAME, whose bytes DATA have the digest FULL: remembered in
     appenv's cache (a fresh clone of files seen before parses nothing), else worked out."""
     try:
         memos = cache_dir() + "/pyproject"
@@ -728,7 +738,7 @@ def remembered_pyproject_digest(root, name, full):
     value = memos and read_memo(memos, full)
     if value is None:
         cold()
-        value = pyproject_digest(root + "/" + name)
+        value = pyproject_digest(root + "/" + name, data)
         if value is None:
             return full  # not TOML: uv reports it; meanwhile every byte counts
         if memos:
@@ -1340,13 +1350,13 @@ def launcher_command():
 # --- What counts in a pyproject.toml ---------------------------------------------------------
 
 
-def pyproject_digest(path):
+def pyproject_digest(path, data=None):
     """A digest of what `uv sync --frozen` installs depends on in the pyproject.toml at PATH:
     every table but the [tool.X] of other tools (ruff, pytest, mypy ...), which change often
     and install nothing. The tools [build-system] names (the backend, setuptools-scm ...)
     keep their tables: building the project reads them. None when it is not valid TOML."""
     try:
-        data = read_toml(path)
+        data = read_toml(path, data)  # the bytes the fingerprint hashed, not what is there now
     except Problem:
         return None
     tool = data.get("tool")
@@ -3516,8 +3526,12 @@ class Status:
         """`uv lock --check --offline`: true, false, or null when it cannot tell."""
         if not self.project.has_lock() or self.found_uv is None:
             return None
-        if self.project.lock_conflict() is not None:
-            return False
+        try:
+            self.project.check_present()  # a FIFO would block uv: not to be told
+            if self.project.lock_conflict() is not None:
+                return False
+        except Problem:
+            return None
         status = quiet_status(self.found_uv.command("lock", "--check", "--offline", "--project",
                                                     self.root))
         return {0: True, 1: False}.get(status)

@@ -711,3 +711,35 @@ def pyproject_digest_tables(project, text):
     first.unlink()
     second.unlink()
     return ["hatch"] if counted else []
+
+
+def test_a_damaged_pyproject_memo_is_worked_out_again(project):
+    """An empty or garbled memo of what counts in pyproject.toml (a power loss) is not
+    trusted: two different pyproject.toml files never share an environment through it."""
+    assert version_of(project.run(["./tool-a"])) == "1.0"
+    for memo in (project.root / ".appenv" / "pyproject").iterdir():
+        memo.write_text("")
+    relock(project, ["tool-a==1.5"])
+    assert version_of(project.run(["./tool-a"])) == "1.5"
+    for memo in (project.root / ".appenv" / "pyproject").iterdir():
+        memo.write_text("")
+    relock(project, ["tool-a==1.0"])
+    assert version_of(project.run(["./tool-a"])) == "1.0"
+
+
+def test_no_sync_after_an_edit_runs_the_current_environment(project, tmp_path):
+    env, log = logged_uv(project, tmp_path)
+    assert version_of(project.run(["./tool-a"], env=env)) == "1.0"
+    log.write_text("")
+    relock(project, ["tool-a==1.5"])
+    result = project.run(["./tool-a"], env=dict(env, APPENV_NO_SYNC="1"))
+    assert version_of(result) == "1.0" and commands(log) == []
+
+
+def test_status_with_a_fifo_as_pyproject_toml_does_not_hang(project):
+    project.run(["./tool-a"], check=0)
+    path = project.root / "pyproject.toml"
+    path.unlink()
+    os.mkfifo(str(path))
+    result = project.cmd("status", timeout=60)
+    assert "FIFO" in result.stdout + result.stderr and "Traceback" not in result.stderr
