@@ -36,7 +36,7 @@ exec "$p" -I -S -c '
 import marshal, posix, sys
 memo, key, path = sys.argv[1:4]
 source = open(path, "rb").read()
-cache = code = cold = None
+cache = code = None
 try:
     e = posix.environ
     cache = e.get(b"XDG_CACHE_HOME", b"")
@@ -46,15 +46,16 @@ try:
         sys.implementation.cache_tag, sys.hexversion, len(source))
     with open(cache, "rb") as f:
         cached = f.read()
-    code, cold = marshal.loads(cached[len(source):]) if cached[:len(source)] == source else (
-        None, None)
-    code.co_name
+    if cached[:len(source)] == source:
+        code = marshal.loads(cached[len(source):])
+        code.co_name
 except Exception:
-    code = cold = None
+    code = None
+fresh = code is None
+code = code if code else compile(source, path, "exec")
 m = type(sys)("appenv")
-m.__file__, m.COLD, m.CACHE, m.INTERPRETER = path, cold, cache, (memo, key) if memo else None
-m.BYTECODE = None if code else (cache, source)
-exec(code or compile(source, path, "exec"), m.__dict__)
+m.__file__, m.STARTUP = path, (memo, key, (cache, source, code) if fresh else None)
+exec(code, m.__dict__)
 status = m.main(sys.argv[3:])
 try:
     sys.stdout.flush()
@@ -68,11 +69,10 @@ posix._exit(status or 0)
 # Then Python runs isolated and without site-packages (-I -S: a plain start costs 40 ms where
 # site-packages is large, this one 9 ms), from bytecode cached in ~/.cache/appenv/bytecode, keyed
 # by the file's content rather than its path, so that a fresh clone does not compile it again
-# (10 ms); and only its warm path, the first screens, until more is needed (see
-# `remember_bytecode`, `building` and `cold`). A command that returns exits without tearing
-# the module down (1-2 ms); every file it wrote is closed by then. `python3 appenv` works too.
-# The warm and the build path use `posix`, the C module under `os`: importing `os` costs 1-2 ms
-# (its environ mapping loads the abstract base classes), more than all else the warm path does.
+# (30 ms). STARTUP, set by those lines, is all they pass on: (the memo of interpreters to update,
+# or "" when the interpreter came from it; the PATH it is for; (cache file, source, code) when
+# the bytecode is to be cached, else None). A command that returns exits without tearing the
+# module down (1-2 ms); every file it wrote is closed by then. `python3 appenv` works too.
 
 __doc__ = """appenv: run a repository's tools from the environment its uv.lock pins.
 
@@ -107,19 +107,39 @@ Documentation: docs/ in the appenv repository, and `./appenv help COMMAND`.
 import posix
 import sys
 
+# The warm path (a symlink whose environment is ready) and the build path (`uv sync` with a
+# remembered plan) import nothing that the lines at the top have not, and instead:
+#   os, os.path, errno  (2.0 ms: os.environ loads the abstract base classes)  -> posix
+#   subprocess          (17 ms)                                                -> posix_spawn
+#   hashlib             (loads OpenSSL)                                        -> _blake2
+#   tomllib or tomli    (10 ms), json (1.5 ms)      -> digests and plans remembered in files
+# The rest of the file uses os as usual: `Later` imports it on first use. A test in
+# tests/test_bootstrap.py checks what the two paths import.
+
+
+class Later:
+    """A module imported where it is first used, and a global from then on."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __getattr__(self, attribute):
+        module = __import__(self.name)
+        globals()[self.name] = module
+        return getattr(module, attribute)
+
+
+os, errno = Later("os"), Later("errno")
+
 __version__ = "0.1.0"
 
 FORMAT = "2"  # the layout of environments; part of every fingerprint
 MIN_UV = "0.8.0"  # the oldest uv whose options appenv relies on
 KEEP = 3  # environments kept for switching back and for running processes
 LAUNCHER_NAMES = ("appenv", "appenv.py")
-# Set by the lines at the top: where to cache this file's bytecode, when it was not cached yet
-BYTECODE = globals().get("BYTECODE")
-CACHE = globals().get("CACHE")  # and where it is cached
-# (appenv's memo of interpreters, PATH) when sh looked for python3: remember the one that runs
-INTERPRETER = globals().get("INTERPRETER")
 READY = "appenv-ready"  # written into an environment last, once it is complete
 PARTIAL = "appenv-partial"  # a `prepare --no-install-*` build, to be completed in place
+STARTUP = globals().get("STARTUP")  # see the comment after the lines at the top
 
 
 def main(argv=None, installed=False):
@@ -128,16 +148,13 @@ def main(argv=None, installed=False):
     name = argv[0].rpartition("/")[2]
     try:
         if sys.version_info < (3, 8):  # this file compiles under 3.6 and 3.7 to say so
-            cold()
             return newer_python(argv, installed)
-        if BYTECODE:
-            cold()
-            remember_bytecode(*BYTECODE)
-        if INTERPRETER and writable(INTERPRETER[0]):
-            cold()
-            remember_interpreter(*INTERPRETER)
+        memo, path, bytecode = STARTUP or ("", "", None)
+        if bytecode:
+            remember_bytecode(*bytecode)
+        if memo and writable(memo):
+            remember_interpreter(memo, path)
         if installed or name in LAUNCHER_NAMES:
-            cold()
             return Command.dispatch(argv[1:], installed)
         return launch(launcher_root(), name, argv[1:])
     except Problem as problem:
@@ -146,60 +163,6 @@ def main(argv=None, installed=False):
     except KeyboardInterrupt:
         say("interrupted")
         return 130
-
-
-def building():
-    """Define the build path, the next section, if the lines at the top left it out: a first
-    run of files built before on this machine needs nothing more."""
-    left_out = globals().pop("COLD", None)
-    if left_out is not None:
-        build_path, globals()["COLD_PATH"] = unmarshal(left_out, 1)
-        exec(build_path, globals())
-
-
-def cold():
-    """Define the build and the cold path, the rest of this file, if the lines at the top left
-    them out: a warm run neither unmarshals nor creates the three quarters of this file it
-    does not use."""
-    building()
-    code = globals().pop("COLD_PATH", None)
-    if code is not None:
-        exec(unmarshal(code, 2), globals())
-
-
-def unmarshal(data, section):
-    """Section 1 (the build path, and the cold path's bytes) or 2 (the cold path) as cached.
-    The lines at the top check only the warm path's code: if the rest is damaged (a power
-    loss, a bad disk), compile it from this file, and drop the cache for the next run to
-    write again."""
-    import marshal
-
-    try:
-        loaded = marshal.loads(data)
-        code, rest = loaded if section == 1 else (loaded, b"")
-        code.co_name, rest + b""  # a code object (and bytes), not any value
-        return loaded
-    except Exception:  # ValueError, EOFError, TypeError, IndexError, AttributeError
-        pass
-    try:
-        posix.remove(CACHE)
-    except (OSError, TypeError):
-        pass
-    with open(launcher_file(), "rb") as f:
-        _, build_path, cold_path = sections(f.read())
-    return (build_path, marshal.dumps(cold_path)) if section == 1 else cold_path
-
-
-def sections(source):
-    """This file's source compiled in three parts: the warm, the build and the cold path,
-    each with the file's line numbers."""
-    build = source.index(b"\n# The build path:") + 1
-    rest = source.index(b"\n# The cold path:") + 1
-    parts = []
-    for start, end in ((0, build), (build, rest), (rest, len(source))):
-        lines = source.count(b"\n", 0, start)
-        parts.append(compile(b"\n" * lines + source[start:end], launcher_file(), "exec"))
-    return parts
 
 
 def launcher_root():
@@ -223,7 +186,6 @@ def production_environment(root, binary=None):
     env = home.environment(Selection.from_environ(), compute=False)
     if env and env.is_ready():
         return env
-    building()
     if env is None and no_sync():  # as it is: no TOML read, nothing installed
         found = home.current()
         if found and found.hold():
@@ -233,7 +195,7 @@ def production_environment(root, binary=None):
         if env.is_ready():
             home.save_relevant()
             return env
-    if no_sync():  # seed 002: as it is, even stale or changed by hand; built only if none
+    if no_sync():  # as it is, even stale or changed by hand; built only if none (docs/)
         found = env if exists(env.marker) else home.current()
         if found and found.hold():
             return found
@@ -276,7 +238,6 @@ class Home:
         appenv's cache (a fresh clone), else worked out by parsing it, when COMPUTE."""
         value = read_memo(self.path + "/pyproject", full)
         if value is None and compute:
-            building()
             value = remembered_pyproject_digest(self.root, name, full, data)
             self.learned[full] = value
         return value
@@ -306,7 +267,6 @@ class Home:
     def save_relevant(self):
         """Remember in the home what `pyproject_digest` worked out, for the warm path; only
         where a build made the home (and a read-only one is left as it is)."""
-        building()
         for full, value in self.learned.items():
             try:
                 if exists(self.path) and value != full:
@@ -402,7 +362,6 @@ class Environment:
         try:
             posix.execve(path, [path] + list(args), environ)
         except FileNotFoundError:
-            cold()
             raise Problem(127, no_such_binary(self, name))
         except OSError as e:  # not executable, not a program (ENOEXEC), ...
             raise Problem(126, "cannot run {}: {}".format(path, e.strerror))
@@ -608,7 +567,6 @@ def real_path(path):
             break
         else:
             return done or "/"
-    cold()  # a loop of links: whatever os.path makes of it
     return os.path.realpath(path)
 
 
@@ -616,15 +574,13 @@ def real_path(path):
 # The build path: what a first run needs when this machine built an environment for the same
 # files before (a fresh clone, a worktree, a deploy, a lock switched to): the plan recalled,
 # `uv sync`, the environment marked ready. Like the warm path it uses `posix`, not `os`, so that
-# such a run costs little more than `uv sync` itself (SPEC section 11); whatever else it needs,
-# it loads with `cold()` first.
+# such a run costs little more than `uv sync` itself.
 
 
 def build(root, env, partial=()):
     """Make environment ENV ready: wait for another appenv building it, or build it in place."""
     plan = Plan.recall(Plan.key_for(root, env.selection))
     if plan is None or not (is_file(root + "/pyproject.toml") and is_file(root + "/uv.lock")):
-        cold()
         Project(root).check_present()  # before making .appenv: a missing file leaves nothing
     with Builder(env.home) as builder:  # a home that cannot be written: 73, before any work
         try:
@@ -662,7 +618,6 @@ class Plan:
 
     @classmethod
     def work_out(cls, root, selection, key, recall=True):
-        cold()
         project = Project(root)
         project.check(lock=False)  # a missing or broken uv.lock is for the build to report
         config = project.config()
@@ -737,7 +692,6 @@ def remembered_pyproject_digest(root, name, full, data):
         memos = None  # no home: parsed each time a build needs it
     value = memos and read_memo(memos, full)
     if value is None:
-        cold()
         value = pyproject_digest(root + "/" + name, data)
         if value is None:
             return full  # not TOML: uv reports it; meanwhile every byte counts
@@ -874,7 +828,6 @@ class Builder:
     def cannot_write(self, e):
         """Exit 73 for a build that could not write: out of space, a failing disk, or no
         permission, each with what to do. Nothing was marked ready."""
-        cold()
         chosen = getenv("APPENV_HOME")
         where = "{}{}".format(self.home.path, " (APPENV_HOME={})".format(chosen) if chosen
                               else "")
@@ -1006,7 +959,6 @@ class Builder:
         except UvCannotStart:
             raise
         except Problem as failure:
-            cold()
             try:
                 Project(root).diagnose()  # uv.lock not valid TOML: exit 65 with the file and line
             except Problem as found:
@@ -1087,7 +1039,6 @@ def member_files(root, patterns):
     to ROOT. Globbed at each build, not remembered: a first build may lack the directories."""
     if not patterns:
         return []  # not a workspace: spare the import of glob (and so of re and os)
-    cold()
     import glob
 
     directories = set()
@@ -1338,12 +1289,10 @@ def write_atomically(path, data, durable=True, mode=None):
 # subcommand. It imports what it needs where it needs it, so that the warm and the build path
 # never pay for `os`, subprocess, shutil or TOML.
 
-import errno  # noqa: E402
-import os  # noqa: E402
 
 
 def launcher_command():
-    """How the user runs appenv in this project, for messages: ./appenv, as seed 004 says."""
+    """How the user runs appenv in this project, for messages: ./appenv, as docs/ say."""
     return "./appenv"
 
 
@@ -1409,11 +1358,10 @@ def newer_python(argv, installed):
         raise Problem(69, "appenv needs Python 3.8 or newer; python3 is {}, and PATH has no "
                           "python3.8 or newer. Install one (on RHEL: dnf install python3.11), or "
                           "set APPENV_PYTHON to its path.".format(found))
-    # for the next runs; also when the remembered one became this old (INTERPRETER is unset)
+    # for the next runs; also when the remembered one became this old (sh passed no memo)
     try:
-        memo, key = INTERPRETER or (os.path.join(cache_dir(), "python"),
-                                    os.environ.get("PATH", ""))
-        remember_interpreter(memo, key, newest)
+        memo = STARTUP[0] if STARTUP and STARTUP[0] else os.path.join(cache_dir(), "python")
+        remember_interpreter(memo, os.environ.get("PATH", ""), newest)
     except Problem:
         pass  # no home: looked for again next time
     os.execv(newest, [newest, "-I", "-S", argv[0]] + argv[1:])  # this file as a script, once
@@ -1589,7 +1537,7 @@ def strings(value):
 
 
 class Config:
-    """[tool.appenv]: what the production environment holds (SPEC section 8)."""
+    """[tool.appenv]: what the production environment holds (docs/commands.md)."""
 
     FIELDS = {"extras": list, "groups": list, "packages": list, "all-packages": bool,
               "python": str, "keep": int}
@@ -1860,10 +1808,8 @@ def describe_status(status):
     return "exit status {}".format(status)
 
 
-def remember_bytecode(path, source):
-    """Cache this file's bytecode after its source, which the lines at the top compare: the
-    warm path's code, then the build path's and the cold path's as marshalled bytes that
-    `building` and `cold` load on demand."""
+def remember_bytecode(path, source, code):
+    """Cache this file's CODE after its SOURCE, which the lines at the top compare."""
     import marshal
 
     if path is None:  # no home directory to cache in
@@ -1874,12 +1820,10 @@ def remember_bytecode(path, source):
     except OSError:
         return
     if not os.access(directory, os.W_OK):
-        return  # a read-only home: compiled on every run, as a script would be, but only once
-    warm, build_path, cold_path = sections(source)
-    left_out = marshal.dumps((build_path, marshal.dumps(cold_path)))
+        return  # a read-only home: compiled on every run, as a script would be
     try:
         # not durable: what a power loss leaves is compared, or fails to load, and is replaced
-        write_atomically(path, source + marshal.dumps((warm, left_out)), durable=False)
+        write_atomically(path, source + marshal.dumps(code), durable=False)
         prune(directory, 20)  # launchers of other versions, other Pythons
     except OSError:
         pass

@@ -489,3 +489,41 @@ def test_a_symlink_needs_tomli_only(own_index_project, index, tmp_path):
     result = project.run(["./tool-a"], env=env)
     assert json.loads(result.stdout)["version"] == "1.0", result.stderr
     assert "installing tomli>=1.1" in result.stderr and "packaging" not in result.stderr
+
+
+# What a run with the environment ready, and a first run of files built before, import beyond a
+# bare `python3 -I -S`: appenv.py's comment after `import sys` lists what they do without.
+IMPORTS = '''
+import posix, sys
+before = set(sys.modules)
+def execve(path, args, environ):
+    print(" ".join(sorted(set(sys.modules) - before)), flush=True)
+    posix._exit(0)
+posix.execve = execve
+launcher = sys.argv[1]
+module = type(sys)("appenv")
+module.__file__ = launcher
+exec(compile(open(launcher, "rb").read(), launcher, "exec"), module.__dict__)
+sys.exit(module.main(sys.argv[2:]))
+'''
+
+
+def test_the_warm_and_the_build_path_import_no_more_than_they_need(project, tmp_path):
+    driver = tmp_path / "driver.py"
+    driver.write_text(IMPORTS)
+
+    def imports(target):
+        result = target.run([PYTHON, "-I", "-S", str(driver), str(target.root / "appenv"),
+                             str(target.root / "tool-a")])
+        assert result.returncode == 0, result.stderr
+        return set(result.stdout.split()) or {"nothing"}
+
+    project.run(["./tool-a"], check=0)  # built; the plan remembered
+    allowed = {"_blake2", "fcntl"}
+    assert imports(project) <= allowed
+    fresh = project.clone("fresh")  # a first run that recalls the plan and runs uv sync
+    assert imports(fresh) <= allowed
+    assert fresh.current().is_dir()
+    (fresh.root / "pyproject.toml").write_text(
+        (fresh.root / "pyproject.toml").read_text() + "\n[tool.ruff]\nline-length = 99\n")
+    assert "os" in imports(fresh)  # parsed: the rest of the file may use os (it can fail)

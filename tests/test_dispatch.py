@@ -221,31 +221,6 @@ def test_a_corrupt_bytecode_cache_is_compiled_again(project, tmp_path):
     assert compiled.read_bytes() != source + b"\xe9 not marshal data"  # written whole again
 
 
-@pytest.mark.parametrize("part", ["build", "cold"])
-def test_a_damaged_part_of_the_bytecode_cache_is_compiled_from_the_launcher(project, part):
-    """The lines at the top check only the warm path's code; the build and the cold path are
-    checked when loaded, compiled from the launcher when damaged, and cached again."""
-    import marshal
-
-    env = {"XDG_CACHE_HOME": str(project.root.parent / "cache")}
-    assert report(project.run(["./tool-a"], env=env))["tool"] == "tool-a"
-    (compiled,) = (project.root.parent / "cache" / "appenv" / "bytecode").iterdir()
-    data = compiled.read_bytes()
-    source = open(LAUNCHER, "rb").read()
-    warm, left_out = marshal.loads(data[len(source):])
-    build, _ = marshal.loads(left_out)
-    damaged = marshal.dumps((build, b"\xe9 damaged")) if part == "cold" else b"\xe9 damaged"
-    for argv in (["./tool-a"], ["./appenv", "--version"]):
-        compiled.write_bytes(source + marshal.dumps((warm, damaged)))
-        fresh = project.clone("fresh")  # a first run: the build path, the plan remembered
-        result = fresh.run(argv, env=env)
-        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
-        assert result.stdout.strip()
-        shutil.rmtree(str(fresh.root))
-    report(project.run(["./tool-a"], env=env))
-    assert compiled.read_bytes() == data  # cached whole again
-
-
 def test_a_binary_that_cannot_be_executed_is_126(project):
     project.run(["./tool-a"], check=0)
     weird = project.current() / "bin" / "weird"
@@ -267,62 +242,3 @@ def test_odd_shapes_in_pyproject_are_no_traceback(project, text):
     result = project.run(["./tool-a"])
     assert "Traceback" not in result.stderr, result.stderr
     assert project.cmd("status").returncode == 0
-
-
-def test_the_warm_and_build_paths_load_what_they_use_before_they_use_it():
-    """The lines at the top run only the code above `# The build path:`, and a first run of
-    files built before only that down to `# The cold path:`. A function in either section
-    that uses a name defined further down (`os`, `build`, `Project`, ...) must call the
-    function that defines it first: building() or cold() for the build path, cold() for the
-    cold path."""
-    import ast
-    import builtins
-
-    with open(LAUNCHER) as f:
-        source = f.read()
-    build_at, cold_at = source.index("\n# The build path:"), source.index("\n# The cold path:")
-    sections = {"warm": source[:build_at], "build": source[build_at:cold_at]}
-    defined = {"warm": set(dir(builtins)) | {"__file__", "COLD", "COLD_PATH"}}
-    for name in ("warm", "build"):
-        names = defined[name] if name == "warm" else set(defined["warm"])
-        for node in ast.parse(sections[name]).body:
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-                names.add(node.name)
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                names.update((a.asname or a.name).split(".")[0] for a in node.names)
-            elif isinstance(node, ast.Assign):
-                names.update(t.id for t in node.targets if isinstance(t, ast.Name))
-        defined[name] = names
-    loaders = {"warm": {"build": {"building", "cold"}, "cold": {"cold"}},
-               "build": {"cold": {"cold"}}}
-    checked = {"warm": [], "build": []}
-    for name, text in sections.items():
-        tree = ast.parse(text)
-        # a nested function is checked with the one it is in (its names are that one's too)
-        nested = {inner for outer in ast.walk(tree) if isinstance(outer, ast.FunctionDef)
-                  for inner in ast.walk(outer) if isinstance(inner, ast.FunctionDef)
-                  and inner is not outer}
-        for function in ast.walk(tree):
-            if not isinstance(function, ast.FunctionDef) or function in nested:
-                continue
-            local = {a.arg for a in ast.walk(function) if isinstance(a, ast.arg)}
-            local |= {n.id for n in ast.walk(function) if isinstance(n, ast.Name)
-                      and isinstance(n.ctx, ast.Store)}
-            local |= {a.asname or a.name for n in ast.walk(function)
-                      if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
-            local |= {n.name for n in ast.walk(function) if isinstance(n, ast.ExceptHandler)}
-            local |= {n.name for n in ast.walk(function) if isinstance(n, ast.FunctionDef)}
-            calls = [(n.lineno, n.func.id) for n in ast.walk(function)
-                     if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
-            for used in ast.walk(function):
-                if (not isinstance(used, ast.Name) or not isinstance(used.ctx, ast.Load)
-                        or used.id in defined[name] | local):
-                    continue
-                where = "build" if used.id in defined["build"] else "cold"
-                checked[name].append(used.id)
-                assert any(line <= used.lineno and called in loaders[name][where]
-                           for line, called in calls), (
-                    "{}() in the {} path uses {} from the {} path without loading it first "
-                    "(line {})".format(function.name, name, used.id, where, used.lineno))
-    assert {"build", "os"} <= set(checked["warm"])  # it sees the names it must see
-    assert {"os", "Project", "Uv", "launcher_command"} <= set(checked["build"])
