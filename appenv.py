@@ -133,7 +133,7 @@ os, errno = Later("os"), Later("errno")
 
 __version__ = "0.1.0"
 
-FORMAT = "2"  # the layout of environments; part of every fingerprint
+FORMAT = "3"  # the layout of environments and records; part of every fingerprint
 MIN_UV = "0.8.0"  # the oldest uv whose options appenv relies on
 KEEP = 3  # environments kept for switching back and for running processes
 LAUNCHER_NAMES = ("appenv", "appenv.py")
@@ -304,17 +304,18 @@ class Environment:
             return False
         # The marker says where site-packages is and its mtime when the build ended: pip, uv
         # pip or a hand-made removal changes that directory, and so this one stat.
-        fields = posix.read(fd, 4096).decode("utf-8", "replace").split("\n")
+        marker = Record.parse("environment", posix.read(fd, 4096))
         try:
-            site, mtime = fields[2], int(fields[3])
-            if fields[0] != "appenv " + FORMAT or not site.startswith(self.path + "/"):
+            site = marker.get("site-packages")
+            if not site.startswith(self.path + "/"):
                 return False  # a copy of the project: venvs do not move
-            if posix.stat(site).st_mtime_ns != mtime:
+            if posix.stat(site).st_mtime_ns != int(marker.get("site-packages-mtime")):
                 return False
             posix.stat(self.path + "/bin/python")  # follows the link: Python gone?
-            if len(fields) > 7 and not self.binaries_intact(int(fields[6]), int(fields[7])):
+            if not self.binaries_intact(int(marker.get("bin-mtime")),
+                                        int(marker.get("newest-binary-mtime"))):
                 return False
-        except (IndexError, ValueError, OSError):
+        except (AttributeError, TypeError, ValueError, OSError):  # no marker of this format
             posix.close(fd)
             return False
         if not hold:
@@ -333,6 +334,11 @@ class Environment:
             except OSError:
                 pass  # never one of this environment: 127 when it is run
         return True
+
+    def python(self):
+        """The Python version the environment was built with, as its marker says."""
+        marker = Record.read("environment", self.marker)
+        return marker and marker.get("python")
 
     def hold(self, fd=None):
         """Take a shared lock that the binary inherits across exec: garbage collection and
@@ -423,6 +429,50 @@ def digest(data):
     h = hasher()
     h.update(data)
     return h.hexdigest()
+
+
+class Record:
+    """What appenv keeps in a file (an environment's marker, a plan, the uv found): `name =
+    value` lines, read by name, the first `format = KIND FORMAT`. A name may repeat (a list)."""
+
+    def __init__(self, kind, fields=()):
+        self.kind, self.fields = kind, list(fields)
+
+    @classmethod
+    def parse(cls, kind, data):
+        """The record in DATA (bytes); None when it is of another kind or format, or damaged."""
+        fields = []
+        for line in fsdecode(data).split("\n"):
+            name, equals, value = line.partition(" = ")
+            if equals:
+                fields.append((name, value))
+        if fields[:1] != [("format", "{} {}".format(kind, FORMAT))]:
+            return None
+        return cls(kind, fields[1:])
+
+    @classmethod
+    def read(cls, kind, path):
+        try:
+            with open(path, "rb") as f:
+                return cls.parse(kind, f.read())
+        except OSError:
+            return None
+
+    def get(self, name):
+        return next((value for key, value in self.fields if key == name), None)
+
+    def all(self, name):
+        return [value for key, value in self.fields if key == name]
+
+    def write(self, path):
+        """Whole or not at all, not durable: a record lost with the power is worked out again.
+        A value with a line break cannot be kept: ValueError."""
+        lines = ["format = {} {}".format(self.kind, FORMAT)]
+        for name, value in self.fields:
+            if "\n" in value:
+                raise ValueError("a line break in " + name)
+            lines.append("{} = {}".format(name, value))
+        write_atomically(path, "\n".join(lines) + "\n", durable=False)
 
 
 class Selection:
@@ -633,25 +683,16 @@ class Plan:
         # per launcher too: two versions of appenv on one machine do not evict each other's
         return "{}/plans/{}-{}".format(cache_dir(), key, launcher_digest()[:12])
 
-    @staticmethod
-    def situation(uv_path):
-        return [launcher_digest()] + uv_situation(uv_path)
-
     @classmethod
     def recall(cls, key):
+        plan = Record.read("plan", cls.path(key))
+        uv = plan and UvBinary.recall(plan)
         try:
-            with open(cls.path(key), "rb") as f:
-                fields = f.read().decode("utf-8").split("\0")
-            situation, (version, how, keep, members), options = (fields[:6], fields[6:10],
-                                                                  fields[10:])
-            keep = int(keep)
-        except (OSError, ValueError, Problem):  # none, damaged, or no cache at all
+            keep = int(plan.get("keep"))
+        except (AttributeError, TypeError, ValueError):
             return None
-        if situation != cls.situation(situation[4]):
-            return None
-        patterns = [tuple(line.split("\t", 1)) for line in members.split("\n") if line]
-        uv = UvBinary(situation[4], version, how, remembered=True)
-        return cls(key, uv, options, keep, patterns)
+        members = [tuple(m.split("\t", 1)) for m in plan.all("member")]
+        return cls(key, uv, plan.all("option"), keep, members) if uv else None
 
     @classmethod
     def last(cls):
@@ -670,16 +711,15 @@ class Plan:
             pass
 
     def remember(self):
-        fields = self.situation(self.uv.path) + [str(self.uv.version), self.uv.how,
-                                                 str(self.keep), "\n".join(
-                                                     "\t".join(p) for p in self.member_patterns)]
-        fields += self.options
+        fields = self.uv.record() + [("keep", str(self.keep))]
+        fields += [("option", option) for option in self.options]
+        fields += [("member", "\t".join(pattern)) for pattern in self.member_patterns]
         try:
             make_dirs(self.path(self.key).rpartition("/")[0])
-            write_atomically(self.path(self.key), "\0".join(fields), durable=False)
+            Record("plan", fields).write(self.path(self.key))
             write_atomically(self.path("last"), self.key, durable=False)  # see `last`
             prune(self.path(self.key).rpartition("/")[0], 200)
-        except (OSError, Problem):
+        except (OSError, ValueError, Problem):
             pass  # a cache: the next build works the plan out again
 
 
@@ -707,11 +747,12 @@ def remembered_pyproject_digest(root, name, full, data):
 
 def uv_situation(uv_path):
     """What decides which uv `Uv.find` picks, and the picked uv's own file: while these are
-    the same, what it found holds (a plan's uv, `Uv.recall`)."""
+    the same, what it found holds (`UvBinary.recall`)."""
     explicit = getenv("APPENV_UV", "")
     on_path = which("uv") or ""
-    return [explicit, on_path, file_identity(explicit or on_path), uv_path,
-            file_identity(uv_path)]
+    return [("uv.APPENV_UV", explicit), ("uv.on-PATH", on_path),
+            ("uv.first-identity", file_identity(explicit or on_path)),
+            ("uv.identity", file_identity(uv_path))]
 
 
 class UvCannotStart(Problem):
@@ -724,6 +765,20 @@ class UvBinary:
     def __init__(self, path, version, how, remembered=False):
         self.path, self.version, self.how = path, version, how
         self.remembered = remembered  # not looked for by this run: it may have gone since
+
+    def record(self):
+        """The fields a plan, or the memo of `Uv.find`, keeps of this uv."""
+        return [("uv.path", self.path), ("uv.version", self.version),
+                ("uv.how", self.how)] + uv_situation(self.path)
+
+    @classmethod
+    def recall(cls, record):
+        """The uv RECORD keeps, if what decided it holds: else None, to be looked for again."""
+        path = record.get("uv.path") if record else None
+        if path is None or [(k, record.get(k)) for k, _ in uv_situation(path)] != \
+                uv_situation(path):
+            return None
+        return cls(path, record.get("uv.version"), record.get("uv.how"), remembered=True)
 
     def command(self, *args):
         return [self.path] + list(args)
@@ -936,11 +991,8 @@ class Builder:
         """The plan the environment `current` points to was built with, else the plan worked
         out last on this machine (a fresh clone), if it still holds."""
         env = self.home.current()
-        try:
-            with open(env.marker, "rb") as f:
-                key = f.read(4096).decode("utf-8").split("\n")[5]
-        except (AttributeError, OSError, IndexError, UnicodeDecodeError):
-            key = None
+        marker = env and Record.read("environment", env.marker)
+        key = marker and marker.get("plan")
         return (Plan.recall(key) if key else None) or Plan.last()
 
     def start_sync(self, env, root, plan, partial):
@@ -989,14 +1041,16 @@ class Builder:
         bindir = env.path + "/bin"
         newest = max([posix.lstat(bindir + "/" + entry).st_mtime_ns
                       for entry in posix.listdir(bindir)] + [0])
-        text = "appenv {}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n".format(
-            FORMAT, env.key, site, posix.stat(site).st_mtime_ns, version, plan.key,
-            posix.stat(bindir).st_mtime_ns, newest)
+        marker = Record("environment", [
+            ("fingerprint", env.key), ("site-packages", site),
+            ("site-packages-mtime", str(posix.stat(site).st_mtime_ns)), ("python", version),
+            ("plan", plan.key), ("bin-mtime", str(posix.stat(bindir).st_mtime_ns)),
+            ("newest-binary-mtime", str(newest))])
         # uv writes without fsync: after a power loss its files may be empty. Flush them all
         # (one sync costs what an fsync of the marker did) before the marker says they are
         # there. A marker lost with the power only means a rebuild.
         posix.sync()
-        write_atomically(env.marker, text, durable=False)
+        marker.write(env.marker)
 
     def point_current(self, env):
         link = self.home.path + "/current"
@@ -1867,11 +1921,15 @@ class Uv(UvBinary):
     def find(cls, root=None, required=None, install=True, recall=True):
         """APPENV_UV; uv on PATH; the copy appenv installed before; else install one."""
         memo = cls.memo(required)
-        found = cls.recall(memo) if recall else None
+        found = UvBinary.recall(Record.read("uv", memo)) if recall else None
         if found is None:
             found = cls.search(root, required, install)
             if found is not None:
-                found.remember(memo)
+                try:
+                    os.makedirs(os.path.dirname(memo), exist_ok=True)
+                    Record("uv", found.record()).write(memo)
+                except (OSError, ValueError):
+                    pass  # a cache: found again next time
         return found
 
     @staticmethod
@@ -1880,34 +1938,10 @@ class Uv(UvBinary):
             "{}\0{}\0{}".format(FORMAT, MIN_UV, required or "").encode())[:16])
 
     @classmethod
-    def recall(cls, memo):
-        """The uv remembered in MEMO, if what decided it holds. MEMO's fields are named:
-        name NUL value NUL ... (json would cost 1.5 ms to import)."""
-        try:
-            with open(memo, "rb") as f:
-                fields = os.fsdecode(f.read()).split("\0")
-            record = dict(zip(fields[0::2], fields[1::2]))
-            if record["situation"] == "\n".join(uv_situation(record["path"])):
-                return cls(record["path"], record["version"], record["how"], remembered=True)
-        except (OSError, KeyError):
-            pass
-        return None
-
-    def remember(self, memo):
-        record = {"format": FORMAT, "path": self.path, "version": self.version, "how": self.how,
-                  "situation": "\n".join(uv_situation(self.path))}
-        try:
-            os.makedirs(os.path.dirname(memo), exist_ok=True)
-            write_atomically(memo, os.fsencode("\0".join(
-                "{}\0{}".format(*item) for item in record.items())), durable=False)
-        except OSError:
-            pass  # a cache: found again next time
-
-    @classmethod
     def at_hand(cls):
         """Any uv that can be started, of whatever version: enough to install libraries with.
         Nothing is run to find it."""
-        remembered = cls.recall(cls.memo(None))
+        remembered = UvBinary.recall(Record.read("uv", cls.memo(None)))
         if remembered:
             return remembered.path
         for candidate in [os.environ.get("APPENV_UV"), which("uv")] + cls.cached():
@@ -3490,7 +3524,7 @@ class Status:
         else:
             state = "missing"
         return {"fingerprint": env.key, "path": env.path, "state": state,
-                "python": marker_field(env.marker, 4) if state == "ready" else None,
+                "python": env.python() if state == "ready" else None,
                 "extras": env.selection.extras, "groups": env.selection.groups}
 
     def environments(self):
@@ -3518,7 +3552,7 @@ class Status:
                     os.stat(env.marker).st_mtime))
             found.append({"fingerprint": key, "path": env.path, "state": state,
                           "current": bool(current and current.key == key),
-                          "in_use": in_use(env.path), "python": marker_field(env.marker, 4),
+                          "in_use": in_use(env.path), "python": env.python(),
                           "last_used": used})
         return found
 
@@ -3565,14 +3599,6 @@ class Status:
         for problem in report["problems"]:
             lines.append("Problem:      " + problem.replace("\n", "\n              "))
         return "\n".join(lines) + "\n"
-
-
-def marker_field(marker, index):
-    try:
-        with open(marker) as f:
-            return f.read().split("\n")[index] or None
-    except (OSError, IndexError):
-        return None
 
 
 def cli():
