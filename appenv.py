@@ -2917,187 +2917,127 @@ def remove_classic_environments(root):
 # --- Subcommands -----------------------------------------------------------------------------
 
 
-USAGE = """\
-Run a repository's tools from the environment its uv.lock pins
+class Option:
+    """An option of a command, shown as uv shows its own: `-U, --upgrade`, `--extra <EXTRA>`."""
 
-Usage: ./appenv [OPTIONS] <COMMAND>
-       ./NAME [ARGS]...   (NAME a symlink to appenv: run binary NAME)
+    def __init__(self, name, help, value=None, short=None, many=False):
+        self.name, self.help, self.value, self.short, self.many = name, help, value, short, many
 
-Commands:
-  init             Create a project: pyproject.toml, the launcher, links and uv.lock
-  migrate          Turn a classic appenv project into pyproject.toml and uv.lock
-  prepare          Build the production environment and print its path
-  update-lockfile  Update uv.lock from pyproject.toml and summarise the changes
-  run              Run a command with `uv run` in the project's development environment
-  uv               Run uv at the project root
-  python           Run the production environment's Python
-  status           Show the project, uv, the lock and the environments
-  reset            Remove appenv's environments
-  self-update      Write this appenv over a project's launcher
-  help             Display documentation for a command
+    def label(self):
+        return "{}{}{}".format(self.short + ", " if self.short else "    ", self.name,
+                               " <{}>".format(self.value) if self.value else "")
 
-Options:
-      --project <DIR>  The project directory [default: the launcher's directory]
-  -h, --help           Display the concise help for this command
-  -V, --version        Display the appenv version
 
-Use `./appenv help <command>` for more information on a specific command.
-"""
+def columns(rows):
+    """Two aligned columns, as uv's help prints its options; a help text's lines stay lines."""
+    width = max(len(label) for label, _ in rows) + 2
+    return "\n".join("  {:<{}}{}".format(label, width, text.replace("\n", "\n" + " " * (
+        width + 2))) for label, text in rows)
 
-HELP = {
-    "init": """\
-Create a project: pyproject.toml, the launcher, links and uv.lock
 
-Usage: ./appenv init [OPTIONS] [PATH]
+class Subcommand:
+    """A command of `./appenv`, declared once with `command`: its words, its options, and the
+    Command method that runs it. Its help and the option parser are made from this, and a test
+    checks docs/commands.md against its help.
 
-Writes into PATH: pyproject.toml with a [project] table (added to an existing pyproject.toml that
-has none, its other tables kept), this launcher as `appenv`, a link NAME -> appenv per binary,
-.appenv/ and .venv/ in .gitignore, and uv.lock (`uv lock`). The project is virtual (no
-build-system): uv installs its dependencies, not the project itself. On a terminal without
-options it asks for each value; scripts give the options, --name at least. When a step fails,
-every file is put back as it was.
+    PASSES_ON says what goes on untouched: "all" (run, uv, python: every argument; --help only
+    right after the command), "options" (update-lockfile: to `uv lock`, the options listed
+    being the common ones) or "" (parsed here)."""
 
-Arguments:
-  [PATH]  The project directory, created if missing [default: the launcher's directory]
+    def __init__(self, name, method, summary, usage, text, options, arguments, after,
+                 passes_on):
+        self.name, self.method, self.summary, self.usage = name, method, summary, usage
+        self.text, self.options, self.arguments, self.after = text, options, arguments, after
+        self.passes_on = passes_on
 
-Options:
-      --name <NAME>         The project's name (required without a terminal)
-      --dep <REQUIREMENT>   A dependency, like 'httpie>=3' (repeatable)
-      --binary <NAME>       Link NAME -> appenv, to run the binary NAME (repeatable)
-      --python <VERSION>    A version (3.12): requires-python >=3.12 and [tool.appenv] python;
-                            a specifier (>=3.10,<3.13): requires-python only [default: >=X.Y of
-                            the Python uv finds]
-      --description <TEXT>  The project's description
+    def help(self):
+        usage = self.usage or " ".join(["[OPTIONS]"] * bool(self.options) + [
+            name for name, _ in self.arguments])
+        parts = [self.summary, "Usage: ./appenv {} {}".format(self.name, usage).rstrip(),
+                 self.text]
+        if self.arguments:
+            parts.append("Arguments:\n" + columns(self.arguments))
+        if self.options:
+            parts.append("Options:\n" + columns([(o.label(), o.help + (
+                " (repeatable)" if o.many else "")) for o in self.options]))
+        return "\n\n".join(part for part in parts + [self.after] if part) + "\n"
 
-Example:
-  ./appenv init --name ops-tools --dep 'httpie>=3' --binary http
-""",
-    "migrate": """\
-Turn a classic appenv project into pyproject.toml and uv.lock
+    def parse(self, args):
+        """The options given, {name: value, a list of values (repeatable), or True (a flag)},
+        and the arguments; exit 64 for anything else."""
+        known = {o.name: o for o in self.options}
+        known.update((o.short, o) for o in self.options if o.short)
+        given, arguments, args = {}, [], list(args)
+        while args:
+            arg = args.pop(0)
+            if not arg.startswith("-") or arg == "-":
+                arguments.append(arg)
+                continue
+            name, equals, value = arg.partition("=")
+            option = known.get(name)
+            if option is None:
+                raise usage_error("unexpected option {!r}".format(name), self.name)
+            if option.value is None:
+                if equals:
+                    raise usage_error("{} takes no value".format(name), self.name)
+                value = True
+            elif not equals:
+                if not args:
+                    raise usage_error("{} needs a value".format(name), self.name)
+                value = args.pop(0)
+            if option.many:
+                given.setdefault(option.name, []).append(value)
+            elif option.name in given:
+                raise usage_error("{} is given twice".format(name), self.name)
+            else:
+                given[option.name] = value
+        if len(arguments) > len(self.arguments):
+            raise usage_error("unexpected argument {!r}".format(arguments[len(self.arguments)]),
+                              self.name)
+        return given, arguments
 
-Usage: ./appenv migrate [OPTIONS] [PATH]
 
-Reads the classic appenv's files in PATH. requirements.txt: its requirements become [project]
-dependencies; its `# appenv-python-preference: 3.9,3.10` line requires-python >=3.9,<3.11;
---index-url, --extra-index-url and --find-links become [[tool.uv.index]] entries, without the
-credentials in their URLs (uv reads those from UV_INDEX_<NAME>_USERNAME and _PASSWORD).
-requirements.lock: the versions it pins stay the versions of the first uv.lock. Then writes what
-`init` writes, this launcher replacing `appenv` (so the links to it keep working), and removes
-the classic environments from .appenv. Options with no equivalent (-e, --hash, -r, -c, ...) are
-listed on stderr. requirements.txt and requirements.lock are left as they are. When a step
-fails, every file is put back as it was.
+COMMANDS = {}  # name -> Subcommand, in the order of `./appenv --help`
 
-Arguments:
-  [PATH]  The classic project's directory [default: the launcher's directory]
 
-Options:
-      --name <NAME>  The project's name [default: the directory's name]
-""",
-    "prepare": """\
-Build the production environment and print its path
+def command(summary, text="", options=(), arguments=(), after="", usage="", passes_on=""):
+    """Declare the Command method that follows as the command of its name (_ for -)."""
+    def declare(method):
+        name = method.__name__.replace("_", "-")
+        COMMANDS[name] = Subcommand(name, method, summary, usage, text.strip("\n"), options,
+                                    arguments, after.strip("\n"), passes_on)
+        return method
+    return declare
 
-Usage: ./appenv prepare [OPTIONS]
 
-Runs `uv sync --frozen --no-dev` into the environment a symlink would use: exactly the packages
-of uv.lock for the configured extras and groups, never writing uv.lock. Prints the environment's
-path on stdout; nothing else goes to stdout.
+OPTIONS = [Option("--project", "The project directory [default: the launcher's directory]",
+                  "DIR"),
+           Option("--help", "Display the concise help for this command", short="-h"),
+           Option("--version", "Display the appenv version", short="-V")]
 
-Options:
-      --extra <EXTRA>                 Also include this optional dependency (repeatable)
-      --all-extras                    Include all optional dependencies
-      --group <GROUP>                 Also include this dependency group (repeatable)
-      --all-groups                    Include all dependency groups
-      --no-install-project            Do not install the project itself (Docker layers)
-      --no-install-workspace          Do not install any workspace member
-      --no-install-package <PACKAGE>  Do not install this package (repeatable)
 
-With --extra or --group it builds the environment that APPENV_EXTRAS or APPENV_GROUPS, set to
-the full list, select for symlinks, and says so. With a --no-install-* option the environment
-is left unfinished: a later `prepare` without it completes the same environment in place, and
-only then do symlinks use it; an environment already ready is left as it is.
-""",
-    "update-lockfile": """\
-Update uv.lock from pyproject.toml and summarise the changes
+def usage():
+    return "\n\n".join([
+        "Run a repository's tools from the environment its uv.lock pins",
+        "Usage: ./appenv [OPTIONS] <COMMAND>\n"
+        "       ./NAME [ARGS]...   (NAME a symlink to appenv: run binary NAME)",
+        "Commands:\n" + columns([(name, c.summary) for name, c in COMMANDS.items()]),
+        "Options:\n" + columns([(o.label(), o.help) for o in OPTIONS]),
+        "Use `./appenv help <command>` for more information on a specific command.\n"])
 
-Usage: ./appenv update-lockfile [OPTIONS]
 
-Runs `uv lock` at the project root, then lists each package added, removed, upgraded or
-downgraded, with its versions. Every option is passed to `uv lock`; the common ones:
+def usage_error(message, name=None):
+    text = COMMANDS[name].help() if name else usage()
+    line = next(part for part in text.split("\n\n") if part.startswith("Usage:"))
+    return Problem(64, "{}\n\n{}\n\nFor more information, try '--help'.".format(message, line))
 
-Options:
-  -U, --upgrade                     Allow package upgrades, ignoring pinned versions
-  -P, --upgrade-package <PACKAGE>   Allow upgrades for one package (PACKAGE or PACKAGE==VERSION)
-      --check                       Check that uv.lock is up to date; exit 1 when it is not
-      --dry-run                     Show what would change, and write nothing
-""",
-    "run": """\
-Run a command with `uv run` in the project's development environment
 
-Usage: ./appenv run [UV RUN OPTIONS] <COMMAND> [ARGS]...
-
-Runs `uv run --project <root> ...` in the current directory: uv's own environment (.venv, the dev
-group included), locked and synced as uv decides. Every `uv run` option passes through
-(--exact, --no-sync, --frozen, --locked, --with, --group, ...).
-""",
-    "uv": """\
-Run uv at the project root
-
-Usage: ./appenv uv [ARGS]...
-
-Runs the uv appenv found or installed, in the project root, with ARGS; its exit status is
-appenv's.
-""",
-    "python": """\
-Run the production environment's Python
-
-Usage: ./appenv python [ARGS]...
-
-Builds the production environment when needed (as a symlink would), then runs its python with
-ARGS in the current directory.
-""",
-    "status": """\
-Show the project, uv, the lock and the environments
-
-Usage: ./appenv status [--json]
-
-Shows the project root, appenv's version, the uv appenv uses and how it was found, whether
-uv.lock is present and up to date with pyproject.toml (`uv lock --check --offline`), the
-production environment (ready, changed, stale or missing, and its Python), the environments
-kept, and each symlink in the project with whether its binary exists. Installs nothing and
-builds nothing.
-
-Options:
-      --json  Print the same as JSON (fields: docs/commands.md)
-""",
-    "self-update": """\
-Write this appenv over a project's launcher
-
-Usage: appenv self-update [OPTIONS] [PATH]
-
-Replaces PATH/appenv (PATH: a project directory or the launcher file; default: the project)
-with the appenv that runs this command, in one atomic rename, keeping it executable. Symlinks
-keep working; environments are kept. Typical use: a newer appenv.py updates a project's copy:
-
-  python3 ~/src/appenv/appenv.py self-update /srv/app
-
-Options:
-      --check  Only compare; exit 1 when the launcher differs from this appenv
-""",
-    "reset": """\
-Remove appenv's environments
-
-Usage: ./appenv reset
-
-Removes every environment appenv built for this project, except those a running process still
-uses (it names them; run reset again once they have ended). Never touches uv.lock or .venv.
-The next run builds the environment again.
-""",
-}
-HELP["help"] = "Display documentation for a command\n\nUsage: ./appenv help [COMMAND]\n"
+PROJECT_PATH = [("[PATH]", "The project directory, created if missing [default: the launcher's "
+                 "directory]")]
 
 
 class Command:
-    """The subcommands of `./appenv`."""
+    """The subcommands of `./appenv`, each declared with `command`, in the order of --help."""
 
     def __init__(self, root, installed):
         self.root, self.installed = root, installed
@@ -3108,7 +3048,7 @@ class Command:
         while args and args[0].startswith("-"):
             option = args.pop(0)
             if option in ("-h", "--help"):
-                sys.stdout.write(USAGE)
+                sys.stdout.write(usage())
                 return 0
             if option in ("-V", "--version"):
                 sys.stdout.write("appenv {}\n".format(__version__))
@@ -3120,36 +3060,43 @@ class Command:
             else:
                 raise usage_error("unexpected option {!r}".format(option))
         if not args:
-            sys.stderr.write(USAGE)
+            sys.stderr.write(usage())
             return 64
         name, args = args[0], args[1:]
-        method = getattr(cls, "do_" + name.replace("-", "_"), None)
-        if method is None or name not in HELP:
+        found = COMMANDS.get(name)
+        if found is None:
             raise usage_error("unknown command {!r}".format(name))
         # as uv does, --help anywhere among a command's options; but run, uv and python pass
         # what follows them on, so only right after the command
-        options = args[:1] if name in ("run", "uv", "python") else args
-        if name != "help" and any(a in ("-h", "--help") for a in options):
-            sys.stdout.write(HELP[name])
+        if name != "help" and any(a in ("-h", "--help") for a in (
+                args[:1] if found.passes_on == "all" else args)):
+            sys.stdout.write(found.help())
             return 0
         root = root or (os.getcwd() if installed else launcher_root())
         global PROJECT
         PROJECT = root
-        return method(cls(root, installed), args)
+        if found.passes_on:
+            return found.method(cls(root, installed), args)
+        return found.method(cls(root, installed), *found.parse(args))
 
-    def do_help(self, args):
-        if not args:
-            sys.stdout.write(USAGE)
-            return 0
-        if args[0] not in HELP:
-            raise usage_error("unknown command {!r}".format(args[0]))
-        sys.stdout.write(HELP[args[0]])
-        return 0
-
-    def do_init(self, args):
-        options, path = parse_options(args, "init", ("--name", "--python", "--description"),
-                                      ("--dep", "--binary"))
-        new = NewProject(self.target(path), "init")
+    @command("Create a project: pyproject.toml, the launcher, links and uv.lock", text="""
+Writes into PATH: pyproject.toml with a [project] table (added to an existing pyproject.toml that
+has none, its other tables kept), this launcher as `appenv`, a link NAME -> appenv per binary,
+.appenv/ and .venv/ in .gitignore, and uv.lock (`uv lock`). The project is virtual (no
+build-system): uv installs its dependencies, not the project itself. On a terminal without
+options it asks for each value; scripts give the options, --name at least. When a step fails,
+every file is put back as it was.""", arguments=PROJECT_PATH, options=[
+        Option("--name", "The project's name (required without a terminal)", "NAME"),
+        Option("--dep", "A dependency, like 'httpie>=3'", "REQUIREMENT", many=True),
+        Option("--binary", "Link NAME -> appenv, to run the binary NAME", "NAME", many=True),
+        Option("--python", "A version (3.12): requires-python >=3.12 and [tool.appenv] python;\n"
+               "a specifier (>=3.10,<3.13): requires-python only [default: >=X.Y of\n"
+               "the Python uv finds]", "VERSION"),
+        Option("--description", "The project's description", "TEXT")], after="""
+Example:
+  ./appenv init --name ops-tools --dep 'httpie>=3' --binary http""")
+    def init(self, options, paths):
+        new = NewProject(self.target(paths), "init")
         if not options and not (sys.stdin.isatty() and sys.stderr.isatty()):
             raise Problem(64, INIT_EXAMPLE)  # no one to ask: the questions go to stderr
         if options and "--name" not in options:
@@ -3170,9 +3117,20 @@ class Command:
             new.name, new.root, ", ".join(new.written()), first, " ".join(new.written())))
         return 0
 
-    def do_migrate(self, args):
-        options, path = parse_options(args, "migrate", ("--name",))
-        root = self.target(path)
+    @command("Turn a classic appenv project into pyproject.toml and uv.lock", text="""
+Reads the classic appenv's files in PATH. requirements.txt: its requirements become [project]
+dependencies; its `# appenv-python-preference: 3.9,3.10` line requires-python >=3.9,<3.11;
+--index-url, --extra-index-url and --find-links become [[tool.uv.index]] entries, without the
+credentials in their URLs (uv reads those from UV_INDEX_<NAME>_USERNAME and _PASSWORD).
+requirements.lock: the versions it pins stay the versions of the first uv.lock. Then writes what
+`init` writes, this launcher replacing `appenv` (so the links to it keep working), and removes
+the classic environments from .appenv. Options with no equivalent (-e, --hash, -r, -c, ...) are
+listed on stderr. requirements.txt and requirements.lock are left as they are. When a step
+fails, every file is put back as it was.""", arguments=[
+        ("[PATH]", "The classic project's directory [default: the launcher's directory]")],
+        options=[Option("--name", "The project's name [default: the directory's name]", "NAME")])
+    def migrate(self, options, paths):
+        root = self.target(paths)
         classic = ClassicProject(root)
         new = NewProject(root, "migrate")
         new.replace_launcher = True
@@ -3212,55 +3170,60 @@ class Command:
         say("\n".join(lines))
         return 0
 
-    def target(self, path):
+    def target(self, paths):
         """PATH of init and migrate; without it, the project root."""
-        return os.path.abspath(path) if path else self.root
+        return os.path.abspath(paths[0]) if paths else self.root
 
-    def do_prepare(self, args):
-        add_extras, add_groups, partial = [], [], []
+    @command("Build the production environment and print its path", text="""
+Runs `uv sync --frozen --no-dev` into the environment a symlink would use: exactly the packages
+of uv.lock for the configured extras and groups, never writing uv.lock. Prints the environment's
+path on stdout; nothing else goes to stdout.""", options=[
+        Option("--extra", "Also include this optional dependency", "EXTRA", many=True),
+        Option("--all-extras", "Include all optional dependencies"),
+        Option("--group", "Also include this dependency group", "GROUP", many=True),
+        Option("--all-groups", "Include all dependency groups"),
+        Option("--no-install-project", "Do not install the project itself (Docker layers)"),
+        Option("--no-install-workspace", "Do not install any workspace member"),
+        Option("--no-install-package", "Do not install this package", "PACKAGE", many=True)],
+        after="""
+With --extra or --group it builds the environment that APPENV_EXTRAS or APPENV_GROUPS, set to
+the full list, select for symlinks, and says so. With a --no-install-* option the environment
+is left unfinished: a later `prepare` without it completes the same environment in place, and
+only then do symlinks use it; an environment already ready is left as it is.""")
+    def prepare(self, options, _arguments):
         project = Project(self.root)
-        args = list(args)
-        while args:
-            option = args.pop(0)
-            option, _, inline = option.partition("=")
-            if option in ("--extra", "--group", "--no-install-package"):
-                value = inline or (args.pop(0) if args else None)
-                if not value:
-                    raise usage_error("{} needs a value".format(option), "prepare")
-                if option == "--extra":
-                    add_extras.append(value)
-                elif option == "--group":
-                    add_groups.append(value)
-                else:
-                    partial += [option, value]
-            elif option in ("--no-install-project", "--no-install-workspace") and not inline:
-                partial.append(option)
-            elif option in ("--all-extras", "--all-groups") and not inline:
-                project.check()
-                data = project.pyproject()
-                if option == "--all-extras":
-                    add_extras += list(table(data, "project", "optional-dependencies"))
-                else:
-                    add_groups += list(table(data, "dependency-groups"))
-            else:
-                raise usage_error("unexpected argument {!r}".format(option), "prepare")
+        extras, groups = options.get("--extra", []), options.get("--group", [])
+        partial = [o for o in ("--no-install-project", "--no-install-workspace") if o in options]
+        partial += [x for p in options.get("--no-install-package", [])
+                    for x in ("--no-install-package", p)]
         selection = Selection.from_environ()
-        if add_extras or add_groups:
+        if extras or groups or "--all-extras" in options or "--all-groups" in options:
             project.check()
-            selection = selection.adding(project.config(), add_extras, add_groups)
+            data = project.pyproject()
+            if "--all-extras" in options:
+                extras += list(table(data, "project", "optional-dependencies"))
+            if "--all-groups" in options:
+                groups += list(table(data, "dependency-groups"))
+            selection = selection.adding(project.config(), extras, groups)
         env = build(self.root, Home(self.root).environment(selection), partial)
-        if add_extras or add_groups:
+        if extras or groups:
             say("symlinks and `python` run in this environment with {}".format(
                 selection.variables()))
         sys.stdout.write(env.path + "\n")
         return 0
 
-    def do_python(self, args):
-        return production_environment(self.root).exec("python", args)
-
-    def do_update_lockfile(self, args):
+    @command("Update uv.lock from pyproject.toml and summarise the changes", text="""
+Runs `uv lock` at the project root, then lists each package added, removed, upgraded or
+downgraded, with its versions. Every option is passed to `uv lock`; the common ones:""",
+        passes_on="options", options=[
+        Option("--upgrade", "Allow package upgrades, ignoring pinned versions", short="-U"),
+        Option("--upgrade-package", "Allow upgrades for one package (PACKAGE or PACKAGE==VERSION)",
+               "PACKAGE", short="-P"),
+        Option("--check", "Check that uv.lock is up to date; exit 1 when it is not"),
+        Option("--dry-run", "Show what would change, and write nothing")])
+    def update_lockfile(self, args):
         project = Project(self.root)
-        uv = self.uv()
+        uv = self.plan_uv()
         checking = "--check" in args or "--locked" in args
         dry_run = "--dry-run" in args
         if checking and not project.has_lock():
@@ -3303,8 +3266,13 @@ class Command:
         say(LockDiff(before, LockDiff.packages(read_toml(project.lock_path, after))).report())
         return 0
 
-    def do_run(self, args):
-        uv = self.uv()
+    @command("Run a command with `uv run` in the project's development environment", text="""
+Runs `uv run --project <root> ...` in the current directory: uv's own environment (.venv, the dev
+group included), locked and synced as uv decides. Every `uv run` option passes through
+(--exact, --no-sync, --frozen, --locked, --with, --group, ...).""",
+        usage="[UV RUN OPTIONS] <COMMAND> [ARGS]...", passes_on="all")
+    def run(self, args):
+        uv = self.plan_uv()
         if "--locked" in leading_options(args):
             status = uv.run(["lock", "--check", "--project", self.root])
             if status == 1:
@@ -3312,17 +3280,45 @@ class Command:
                                  "given. Run: {} update-lockfile".format(launcher_command()))
         uv.exec(["run", "--project", self.root] + list(args))
 
-    def do_uv(self, args):
-        self.uv().exec(list(args), cwd=self.root)
+    @command("Run uv at the project root", text="""
+Runs the uv appenv found or installed, in the project root, with ARGS; its exit status is
+appenv's.""", usage="[ARGS]...", passes_on="all")
+    def uv(self, args):
+        self.plan_uv().exec(list(args), cwd=self.root)
 
-    def uv(self):
+    def plan_uv(self):
         """The uv of the build plan for pyproject.toml as it is: remembered by a build or an
         earlier command, so that nothing parses TOML or asks uv for its version again."""
         return Plan.of(self.root, Selection.from_environ()).uv
 
-    def do_reset(self, args):
-        if args:
-            raise usage_error("unexpected argument {!r}".format(args[0]), "reset")
+    @command("Run the production environment's Python", text="""
+Builds the production environment when needed (as a symlink would), then runs its python with
+ARGS in the current directory.""", usage="[ARGS]...", passes_on="all")
+    def python(self, args):
+        return production_environment(self.root).exec("python", args)
+
+    @command("Show the project, uv, the lock and the environments", text="""
+Shows the project root, appenv's version, the uv appenv uses and how it was found, whether
+uv.lock is present and up to date with pyproject.toml (`uv lock --check --offline`), the
+production environment (ready, changed, stale or missing, and its Python), the environments
+kept, and each symlink in the project with whether its binary exists. Installs nothing and
+builds nothing.""", options=[
+        Option("--json", "Print the same as JSON (fields: docs/commands.md)")])
+    def status(self, options, _arguments):
+        report = Status(self.root).collect()
+        if "--json" in options:
+            import json
+
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        else:
+            sys.stdout.write(Status.text(report))
+        return 0
+
+    @command("Remove appenv's environments", text="""
+Removes every environment appenv built for this project, except those a running process still
+uses (it names them; run reset again once they have ended). Never touches uv.lock or .venv.
+The next run builds the environment again.""")
+    def reset(self, _options, _arguments):
         home = Home(self.root)
         if not os.path.isdir(home.path):
             say("no environments in {}".format(home.path))
@@ -3345,16 +3341,18 @@ class Command:
         say("removed the environments in {}".format(home.path))
         return 0
 
-    def do_self_update(self, args):
-        check, target = False, None
-        for arg in args:
-            if arg == "--check":
-                check = True
-            elif arg.startswith("-") or target:
-                raise usage_error("unexpected argument {!r}".format(arg), "self-update")
-            else:
-                target = arg
-        target = os.path.abspath(target or self.root)
+    @command("Write this appenv over a project's launcher", text="""
+Replaces PATH/appenv (PATH: a project directory or the launcher file; default: the project)
+with the appenv that runs this command, in one atomic rename, keeping it executable. Symlinks
+keep working; environments are kept. Typical use: a newer appenv.py updates a project's copy:
+
+  python3 ~/src/appenv/appenv.py self-update /srv/app""", arguments=[
+        ("[PATH]", "The project directory, or its launcher [default: the project]")],
+        options=[Option("--check", "Only compare; exit 1 when the launcher differs from this "
+                                   "appenv")])
+    def self_update(self, options, paths):
+        check = "--check" in options
+        target = os.path.abspath(paths[0] if paths else self.root)
         if os.path.isdir(target):
             target = os.path.join(target, "appenv")
         target = os.path.realpath(target)
@@ -3380,20 +3378,12 @@ class Command:
                                                      __version__))
         return 0
 
-    def do_status(self, args):
-        as_json = False
-        for arg in args:
-            if arg == "--json":
-                as_json = True
-            else:
-                raise usage_error("unexpected argument {!r}".format(arg), "status")
-        report = Status(self.root).collect()
-        if as_json:
-            import json
-
-            sys.stdout.write(json.dumps(report, indent=2) + "\n")
-        else:
-            sys.stdout.write(Status.text(report))
+    @command("Display documentation for a command", arguments=[
+        ("[COMMAND]", "The command to explain [default: all of them, briefly]")])
+    def help(self, _options, names):
+        if names and names[0] not in COMMANDS:
+            raise usage_error("unknown command {!r}".format(names[0]))
+        sys.stdout.write(COMMANDS[names[0]].help() if names else usage())
         return 0
 
 
@@ -3419,39 +3409,6 @@ def leading_options(args):
             break
         options.append(arg)
     return options
-
-
-def parse_options(args, command, single=(), repeatable=()):
-    """`--option VALUE` or `--option=VALUE` for the options named, and at most one PATH."""
-    options, paths = {}, []
-    args = list(args)
-    while args:
-        arg = args.pop(0)
-        if arg.startswith("-") and arg != "-":
-            name, equals, value = arg.partition("=")
-            if name not in single + repeatable:
-                raise usage_error("unexpected option {!r}".format(name), command)
-            if not equals:
-                if not args:
-                    raise usage_error("{} needs a value".format(name), command)
-                value = args.pop(0)
-            if name in repeatable:
-                options.setdefault(name, []).append(value)
-            elif name in options:
-                raise usage_error("{} is given twice".format(name), command)
-            else:
-                options[name] = value
-        else:
-            paths.append(arg)
-    if len(paths) > 1:
-        raise usage_error("unexpected argument {!r}".format(paths[1]), command)
-    return options, (paths[0] if paths else None)
-
-
-def usage_error(message, command=None):
-    usage = (HELP[command] if command else USAGE).split("\n\n")
-    line = next((part for part in usage if part.startswith("Usage:")), "")
-    return Problem(64, "{}\n\n{}\n\nFor more information, try '--help'.".format(message, line))
 
 
 class Status:
