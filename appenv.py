@@ -2280,20 +2280,24 @@ class NewProject:
         text += "".join(entry + "\n" for entry in missing)
         return text.encode("utf-8", "surrogateescape")
 
-    def pyproject_text(self, pins=()):
-        """The [project] table and appenv's and uv's settings, after what the file had before.
+    def pyproject_text(self, uv):
+        """pyproject.toml before its dependencies: what the file had, then the [project] table
+        `uv init --bare` writes, and what uv has no command for: the description (uv 0.13
+        leaves its quotes unescaped), [tool.appenv] and the [[tool.uv.index]] of migrate."""
+        import tempfile
 
-        PINS (migrate) go to [tool.uv] constraint-dependencies for the first lock only."""
-        lines = ["[project]", "name = " + toml_string(self.name),
-                 "version = " + toml_string(self.VERSION)]
+        directory = tempfile.mkdtemp(prefix="appenv-init-")
+        try:
+            uv.run(["init", "--bare", "--no-workspace", "--vcs", "none", "--author-from", "none",
+                    "--quiet", "--name", self.name, "--python", self.requires_python, directory],
+                   step="writing the [project] table (uv init)")
+            lines = [read_bytes(os.path.join(directory, "pyproject.toml")).decode().rstrip()]
+        finally:
+            remove_tree(directory)
         if self.description:
             lines.append("description = " + toml_string(self.description))
-        lines.append("requires-python = " + toml_string(self.requires_python))
-        lines.append("dependencies = " + toml_array(self.dependencies))
         if self.python:
             lines += ["", "[tool.appenv]", "python = " + toml_string(self.python)]
-        if pins:
-            lines += ["", "[tool.uv]", "constraint-dependencies = " + toml_array(pins)]
         for index in self.indexes:
             lines += [""] + index.toml()
         text = "\n".join(lines) + "\n"
@@ -2306,23 +2310,23 @@ class NewProject:
         except toml.TOMLDecodeError as e:
             raise Problem(65, (
                 "cannot add [project] and its settings to {}: {}. It defines some of the tables "
-                "appenv writes ([tool.appenv], [tool.uv]) already; move them out, run {} again, "
-                "then merge them back. Nothing was changed."
+                "appenv writes ([tool.appenv], [[tool.uv.index]]) already; move them out, run {} "
+                "again, then merge them back. Nothing was changed."
             ).format(self.pyproject_path, e, self.command))
         return text
 
     def create(self, pins=(), environ=None, hint=""):
-        """Write the files and lock; put every file back when a step fails."""
+        """Write the files, then add the dependencies and lock with `uv add`; put every file
+        back when a step fails."""
         uv = self.uv()
         if self.requires_python is None:
             self.requires_python = ">=" + default_python(uv, self.root)
-        final = self.pyproject_text()
-        first = self.pyproject_text(pins) if pins else final
         launcher, links, ignore = self.launcher(), self.links(), self.gitignore()
         journal = Journal()
         try:
+            text = self.pyproject_text(uv)
             journal.makedirs(self.root)
-            journal.write(self.pyproject_path, first)
+            journal.write(self.pyproject_path, text)
             if launcher is not None:
                 journal.write(self.launcher_path, launcher, 0o755)
             for path in links:
@@ -2330,18 +2334,15 @@ class NewProject:
             if ignore is not None:
                 journal.write(os.path.join(self.root, ".gitignore"), ignore)
             journal.save(os.path.join(self.root, "uv.lock"))
-            if pins:
-                self.lock(uv, environ, "locking with the versions pinned in requirements.lock")
-                journal.write(self.pyproject_path, final)
-                self.lock(uv, environ, "locking again without the pins, keeping their versions")
-            else:
-                self.lock(uv, environ, "creating uv.lock")
+            self.lock(uv, environ, pins)
         except OSError as e:
             journal.restore()
             raise Problem(73, "cannot write {}: {}. Nothing was changed.".format(
                 e.filename or self.root, e.strerror))
         except Problem as problem:
             journal.restore()
+            if problem.status == 65 and "Nothing was changed" in problem.message:
+                raise
             raise Problem(problem.status, (
                 "{}\nNothing was changed: pyproject.toml, appenv, the links and .gitignore are as "
                 "they were. Fix what uv reported above, then run {} again.{}"
@@ -2350,11 +2351,26 @@ class NewProject:
             journal.restore()
             raise
 
-    def lock(self, uv, environ, step):
+    def lock(self, uv, environ, pins):
+        """`uv add` the dependencies as given (--raw: no bounds added), which locks; PINS (of
+        migrate) constrain that first lock only, so that uv.lock keeps their versions while
+        pyproject.toml does not name them."""
         env = dict(os.environ)
         for key, value in (environ or {}).items():
             env.setdefault(key, value)  # the caller's own settings win
-        uv.run(["lock", "--project", self.root], env=env, step=step)
+        if not self.dependencies:
+            uv.run(["lock", "--project", self.root], env=env, step="creating uv.lock")
+            return
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="appenv-pins-") as directory:
+            command = ["add", "--raw", "--no-sync", "--project", self.root] + self.dependencies
+            if pins:
+                constraints = os.path.join(directory, "requirements.lock")
+                write_atomically(constraints, "".join(pin + "\n" for pin in pins))
+                command += ["--constraints", constraints]
+            uv.run(command, env=env, step="locking with the versions pinned in requirements.lock"
+                   if pins else "creating uv.lock")
 
     def written(self):
         """The files a user commits, relative to the project root."""
@@ -2481,12 +2497,6 @@ def toml_string(text):
         else:
             out.append(char)
     return '"' + "".join(out) + '"'
-
-
-def toml_array(items):
-    if not items:
-        return "[]"
-    return "[\n" + "".join("    {},\n".format(toml_string(item)) for item in items) + "]"
 
 
 # What init takes from options or answers: each checked, or exit 64 saying what is wrong.

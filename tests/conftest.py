@@ -79,6 +79,7 @@ def base_env(tmp_path_factory, index):
         "PIP_CONFIG_FILE": os.devnull,
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
     }
+    (home / "no-index").mkdir()  # empty: `uv lock` skips it, and `uv add` needs it to exist
     return env
 
 

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from packaging.specifiers import SpecifierSet
 
 from conftest import LAUNCHER
 
@@ -180,7 +181,7 @@ def test_a_python_specifier_is_requires_python_only(bare_factory):
     project = bare_factory()
     project.cmd("init", "--name", "demo", "--python", ">=3.8, <4", check=0)
     table = pyproject(project)
-    assert table["project"]["requires-python"] == "<4,>=3.8"
+    assert SpecifierSet(table["project"]["requires-python"]) == SpecifierSet("<4,>=3.8")
     assert table["project"]["dependencies"] == []
     assert "appenv" not in table.get("tool", {})
 
