@@ -2660,7 +2660,7 @@ class Requirements:
         self.appenv = {}  # "python-preference" -> (line number, value)
         data = read_bytes(path)
         try:
-            text = data.decode("utf-8")
+            text = data.decode("utf-8-sig")  # as pip: a byte order mark is not text
         except UnicodeDecodeError as e:
             raise Problem(65, "{} is not UTF-8 text ({})".format(path, e.reason))
         for number, line in self.lines(text):
@@ -2679,6 +2679,8 @@ class Requirements:
                 first = first or number
                 pending.append(line[:-1])
                 continue
+            if pending and stripped.startswith("#"):  # ends the continuation, as pip reads it
+                line = " " + line
             text = expand_variables(without_comment("".join(pending) + line)).strip()
             if text:
                 yield first or number, text
