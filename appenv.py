@@ -344,7 +344,6 @@ class Environment:
         """Take a shared lock that the binary inherits across exec: garbage collection and
         `reset` skip any environment a running process holds, whatever `keep` says."""
         import fcntl
-
         if fd is None:
             try:
                 fd = posix.open(self.marker, posix.O_RDONLY)
@@ -520,7 +519,11 @@ def names(value):
 
 
 def no_sync():
-    return getenv("APPENV_NO_SYNC", "").lower() not in ("", "0", "false", "no")
+    return truthy(getenv("APPENV_NO_SYNC"))
+
+
+def truthy(value):
+    return (value or "").lower() not in ("", "0", "false", "no")
 
 
 class Problem(Exception):
@@ -838,7 +841,6 @@ def cache_dir():
         base = getenv("HOME")
         if not base:
             import pwd
-
             try:
                 base = pwd.getpwuid(posix.getuid()).pw_dir
             except KeyError:  # a container's user without a passwd entry
@@ -858,7 +860,6 @@ class Builder:
 
     def __enter__(self):
         import fcntl
-
         try:
             make_dirs(self.home.envs)
             ignore = self.home.path + "/.gitignore"
@@ -1094,7 +1095,6 @@ def member_files(root, patterns):
     if not patterns:
         return []  # not a workspace: spare the import of glob (and so of re and os)
     import glob
-
     directories = set()
     for kind, pattern in patterns:
         found = [os.path.join(root, pattern)]
@@ -1145,7 +1145,6 @@ def unless_in_use(path, action):
     process holds it, or runs from it without holding it (`runs_from`). A run that waits for
     the marker meanwhile then sees what ACTION did."""
     import fcntl
-
     try:
         fd = posix.open(path + "/" + READY, posix.O_RDONLY)
     except OSError:
@@ -1213,7 +1212,6 @@ def discard(path):
 
 def remove_tree(path):
     import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -1365,13 +1363,11 @@ def pyproject_digest(path, data=None):
     tool = data.get("tool")
     if isinstance(tool, dict):
         import json
-
         backend = json.dumps(data.get("build-system", {}), default=str).lower().replace("_", "-")
         kept = {k: v for k, v in tool.items() if k in ("uv", "appenv") or
                 k.lower().replace("_", "-") in backend}
         data = dict(data, tool=kept) if kept else {k: v for k, v in data.items() if k != "tool"}
     import json
-
     return digest(json.dumps(data, sort_keys=True, default=str).encode())
 
 
@@ -1426,7 +1422,6 @@ def newest_python(path):
     8 or more, that starts: a version manager's shim of a version not selected does not. This
     runs under the old Python, so subprocess, not posix_spawn (3.8)."""
     import subprocess
-
     found = []
     for order, directory in enumerate(path.split(os.pathsep)):
         for minor in range(8, 41):
@@ -1641,44 +1636,17 @@ class Config:
 # --- Libraries: tomli and packaging, where appenv needs them --------------------------------
 
 
-class Libraries:
-    """What appenv uses of packaging: versions and specifiers (update-lockfile's summary, a uv
-    to install), requirements and names (init, migrate). The warm and the build path, `run`,
-    `uv`, `prepare` and `python` need none of it."""
-
-    def __init__(self):
-        packaging = library("packaging")
-        import packaging.specifiers
-        import packaging.version
-
-        self.Version, self.InvalidVersion = packaging.version.Version, \
-            packaging.version.InvalidVersion
-        self.SpecifierSet = packaging.specifiers.SpecifierSet
-        self.InvalidSpecifier = packaging.specifiers.InvalidSpecifier
-
-    # For init and migrate only, so imported when first used: requirements (PEP 508) and project
-    # names. An invalid requirement raises packaging's InvalidRequirement, a ValueError.
-    @property
-    def Requirement(self):
-        from packaging.requirements import Requirement
-
-        return Requirement
-
-    @property
-    def canonicalize_name(self):
-        from packaging.utils import canonicalize_name
-
-        return canonicalize_name
-
-
-_libraries = None
-
-
 def libraries():
-    global _libraries
-    if _libraries is None:
-        _libraries = Libraries()
-    return _libraries
+    """What appenv uses of packaging, from `library`: versions and specifiers (the lock summary,
+    a uv to install), requirements and names (init, migrate). Symlinks, `prepare`, `run`, `uv`
+    and `python` need none of it. An invalid requirement raises a ValueError."""
+    library("packaging")
+    from packaging import requirements, specifiers, utils, version
+    libs = type(sys)("packaging, as appenv uses it")  # a namespace
+    libs.Version, libs.InvalidVersion = version.Version, version.InvalidVersion
+    libs.SpecifierSet, libs.InvalidSpecifier = specifiers.SpecifierSet, specifiers.InvalidSpecifier
+    libs.Requirement, libs.canonicalize_name = requirements.Requirement, utils.canonicalize_name
+    return libs
 
 
 def toml_library():
@@ -1706,7 +1674,6 @@ def library(name):
         return sys.modules[name]
     tried = []
     import site
-
     module = import_from(name, site.getsitepackages(), "this Python's site-packages", tried)
     if module:
         return module
@@ -1734,7 +1701,6 @@ def import_from(name, directories, where, tried):
     else:
         sys.path.extend(added)  # after the standard library
     import importlib
-
     try:
         module = importlib.import_module(name)
         old = not recent(module)
@@ -1759,7 +1725,6 @@ def recent(module):
     if module.__name__ == "tomli":
         return hasattr(module, "loads") and hasattr(module, "TOMLDecodeError")
     from packaging.version import Version
-
     return Version(module.__version__) >= Version(WANTED["packaging"].partition(">=")[2])
 
 
@@ -1839,7 +1804,6 @@ def quiet_run(command, cwd=None):
     why not, with the last line of what it said. pip's notices (running as root, a newer pip)
     are switched off; what the user configured for uv and pip holds."""
     import subprocess
-
     environ = dict(os.environ, PIP_ROOT_USER_ACTION="ignore", PIP_DISABLE_PIP_VERSION_CHECK="1")
     try:
         done = subprocess.run(command, cwd=cwd, env=environ, stdin=subprocess.DEVNULL,
@@ -1852,20 +1816,9 @@ def quiet_run(command, cwd=None):
     return "exit status {}{}".format(done.returncode, ": " + said[-1].strip() if said else "")
 
 
-def truthy(value):
-    return (value or "").lower() not in ("", "0", "false", "no")
-
-
-def describe_status(status):
-    if isinstance(status, OSError):
-        return status.strerror
-    return "exit status {}".format(status)
-
-
 def remember_bytecode(path, source, code):
     """Cache this file's CODE after its SOURCE, which the lines at the top compare."""
     import marshal
-
     if path is None:  # no home directory to cache in
         return
     directory = os.path.dirname(path)
@@ -1885,25 +1838,11 @@ def remember_bytecode(path, source, code):
 
 def output(command):
     """A command's stdout, or None when it cannot run or fails; its stderr is dropped."""
-    read, write = os.pipe()
+    import subprocess
     try:
-        pid = spawn(command, [(os.POSIX_SPAWN_DUP2, write, 1),
-                              (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)])
-    except OSError:
-        return None
-    finally:
-        os.close(write)
-    with open(read, "rb") as pipe:
-        data = pipe.read()
-    return data if wait(pid) == 0 else None
-
-
-def quiet_status(command):
-    """A command's exit status, its output dropped (None when it cannot run)."""
-    actions = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0) for fd in (1, 2)]
-    try:
-        return wait(spawn(command, actions))
-    except OSError:
+        return subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
         return None
 
 
@@ -3320,7 +3259,6 @@ builds nothing.""", options=[
         report = Status(self.root).collect()
         if "--json" in options:
             import json
-
             sys.stdout.write(json.dumps(report, indent=2) + "\n")
         else:
             sys.stdout.write(Status.text(report))
@@ -3402,7 +3340,6 @@ keep working; environments are kept. Typical use: a newer appenv.py updates a pr
 def launcher_version(source):
     """The __version__ a launcher's source assigns, or "unknown"."""
     import ast
-
     try:
         for node in ast.parse(source).body:
             if isinstance(node, ast.Assign) and any(
@@ -3479,8 +3416,13 @@ class Status:
                 return False
         except Problem:
             return None
-        status = quiet_status(self.found_uv.command("lock", "--check", "--offline", "--project",
-                                                    self.root))
+        import subprocess
+        command = self.found_uv.command("lock", "--check", "--offline", "--project", self.root)
+        try:
+            status = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL).returncode
+        except OSError:
+            return None
         return {0: True, 1: False}.get(status)
 
     def environment(self, env):
@@ -3498,7 +3440,6 @@ class Status:
 
     def environments(self):
         import time
-
         current = self.home.current()
         found = []
         try:

@@ -390,3 +390,52 @@ def test_indexes_of_one_host_get_unique_names():
 
 def test_index_without_a_host_is_named_after_its_path():
     assert appenv.Index("file:///srv/wheels/", set()).name == "wheels"
+
+
+# --- Record: what appenv keeps in files, read by name ------------------------------------------
+
+
+def test_a_record_reads_back_by_name_with_lists_in_order(tmp_path):
+    path = str(tmp_path / "plan")
+    appenv.Record("plan", [("uv.path", "/bin/uv"), ("option", "--frozen"),
+                           ("option", "--extra"), ("option", "a = b")]).write(path)
+    record = appenv.Record.read("plan", path)
+    assert record.get("uv.path") == "/bin/uv" and record.get("missing") is None
+    assert record.all("option") == ["--frozen", "--extra", "a = b"]
+
+
+@pytest.mark.parametrize("data", [b"", b"garbage", b"format = plan 1\nuv.path = x\n",
+                                  b"format = environment " + appenv.FORMAT.encode() + b"\n"])
+def test_a_record_of_another_kind_or_format_or_damaged_is_not_read(data):
+    assert appenv.Record.parse("plan", data) is None
+
+
+def test_a_record_refuses_a_value_with_a_line_break(tmp_path):
+    with pytest.raises(ValueError):
+        appenv.Record("uv", [("uv.path", "a\nformat = uv 9")]).write(str(tmp_path / "uv"))
+    assert not (tmp_path / "uv").exists()
+
+
+# --- Commands: declared once, parsed by one parser ---------------------------------------------
+
+
+def test_every_command_parses_its_declared_options_and_refuses_others():
+    prepare = appenv.COMMANDS["prepare"]
+    given, arguments = prepare.parse(["--extra", "a", "--extra=b", "--all-groups"])
+    assert given == {"--extra": ["a", "b"], "--all-groups": True} and arguments == []
+    for args, words in ((["--bogus"], "unexpected option"), (["--extra"], "needs a value"),
+                        (["--all-groups=1"], "takes no value"), (["x"], "unexpected argument")):
+        assert words in problem(64, prepare.parse, args)
+    init = appenv.COMMANDS["init"]
+    assert init.parse(["dir", "--name", "x"]) == ({"--name": "x"}, ["dir"])
+    assert "given twice" in problem(64, init.parse, ["--name", "x", "--name", "y"])
+
+
+def test_each_help_names_every_declared_option_and_the_usage_names_every_command():
+    usage = appenv.usage()
+    for name, command in appenv.COMMANDS.items():
+        assert "\n  {} ".format(name) in usage
+        text = command.help()
+        assert text.startswith(command.summary + "\n\nUsage: ./appenv " + name)
+        for option in command.options:
+            assert option.label().strip() in text
