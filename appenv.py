@@ -273,6 +273,7 @@ class Home:
                     make_dirs(self.path + "/pyproject")
                     write_atomically("{}/pyproject/{}".format(self.path, full), value,
                                      durable=False)
+                    prune(self.path + "/pyproject", 50)
             except OSError:
                 pass
         self.learned = {}
@@ -1135,9 +1136,23 @@ def discard_unless_in_use(path):
     return unless_in_use(path, discard) is not False
 
 
-def in_use(path):
-    """Whether a running process holds the environment (see `Environment.hold`)."""
-    return unless_in_use(path, lambda path: None) is False
+def in_use(path, running=None):
+    """Whether a process holds the environment (`Environment.hold`: its exclusive lock is
+    tried for a moment, no longer) or runs from it (RUNNING: what `runs_from` found)."""
+    import fcntl
+    try:
+        fd = posix.open(path + "/" + READY, posix.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        posix.close(fd)
+    if running is None:
+        running = runs_from([path])
+    return running is None or path in running
 
 
 def unless_in_use(path, action):
@@ -1155,42 +1170,49 @@ def unless_in_use(path, action):
         posix.close(fd)
         return False
     try:
-        if runs_from(path) is not False:
+        if runs_from([path]) != set():
             return False
         return action(path)
     finally:
         posix.close(fd)
 
 
-def runs_from(path):
-    """Whether a process runs from PATH though it holds no lock there: a daemon closes the
+def runs_from(paths):
+    """Which of PATHS a process runs from though it holds no lock there: a daemon closes the
     descriptors it inherited, the lock among them. On Linux, its command line, open files or
-    mapped files are under PATH (/proc); None where that cannot be known: kept, not guessed."""
-    prefix = fsencode(path.rstrip("/") + "/")
+    mapped files are under the path (/proc); None where that cannot be known: kept, not
+    guessed. One look at /proc for all of them."""
+    prefixes = {fsencode(path.rstrip("/") + "/"): path for path in paths}
+    found = set()
+
+    def under(name):
+        found.update(path for prefix, path in prefixes.items() if name.startswith(prefix))
+
     try:
         pids = [p for p in posix.listdir("/proc") if p.isdigit() and int(p) != posix.getpid()]
     except OSError:
-        return None if sys.platform.startswith("linux") else False  # no /proc: the lock alone
+        return None if sys.platform.startswith("linux") else found  # no /proc: the lock alone
     for pid in pids:
         base = "/proc/" + pid
         try:
             with open(base + "/cmdline", "rb") as f:
-                if any(arg.startswith(prefix) for arg in f.read().split(b"\0")):
-                    return True
+                for arg in f.read().split(b"\0"):
+                    under(arg)
         except (FileNotFoundError, ProcessLookupError):
             continue  # ended meanwhile
         except OSError:
             return None
         try:
-            if any(fsencode(posix.readlink("{}/fd/{}".format(base, fd))).startswith(prefix)
-                   for fd in posix.listdir(base + "/fd")):
-                return True
+            for fd in posix.listdir(base + "/fd"):
+                under(fsencode(posix.readlink("{}/fd/{}".format(base, fd))))
             with open(base + "/maps", "rb") as f:
-                if any(prefix in line for line in f):
-                    return True
+                for line in f:  # address perms offset device inode path
+                    under(line.split(None, 5)[-1])
         except OSError:
             continue  # another user's process, or ended: its command line decided
-    return False
+        if len(found) == len(prefixes):
+            break
+    return found
 
 
 def discard(path):
@@ -1355,19 +1377,21 @@ def pyproject_digest(path, data=None):
     """A digest of what `uv sync --frozen` installs depends on in the pyproject.toml at PATH:
     every table but the [tool.X] of other tools (ruff, pytest, mypy ...), which change often
     and install nothing. The tools [build-system] names (the backend, setuptools-scm ...)
-    keep their tables: building the project reads them. None when it is not valid TOML."""
+    keep their tables: building the project reads them; without [build-system], setuptools (what
+    uv builds with then). None when it is not valid TOML."""
+    import json
+
     try:
         data = read_toml(path, data)  # the bytes the fingerprint hashed, not what is there now
     except Problem:
         return None
     tool = data.get("tool")
     if isinstance(tool, dict):
-        import json
-        backend = json.dumps(data.get("build-system", {}), default=str).lower().replace("_", "-")
+        backend = json.dumps(data.get("build-system", "setuptools"), default=str).lower()
+        backend = backend.replace("_", "-")
         kept = {k: v for k, v in tool.items() if k in ("uv", "appenv") or
                 k.lower().replace("_", "-") in backend}
         data = dict(data, tool=kept) if kept else {k: v for k, v in data.items() if k != "tool"}
-    import json
     return digest(json.dumps(data, sort_keys=True, default=str).encode())
 
 
@@ -3275,6 +3299,8 @@ The next run builds the environment again.""")
             return 0
         kept = []
         with Builder(home):
+            for memos in ("pyproject", "members"):  # worked out again by the next build
+                remove_tree(os.path.join(home.path, memos))
             for entry in sorted(os.listdir(home.envs)):
                 if not discard_unless_in_use(os.path.join(home.envs, entry)):
                     kept.append(entry)
@@ -3446,6 +3472,9 @@ class Status:
             entries = sorted(os.listdir(self.home.envs))
         except OSError:
             entries = []
+        paths = [os.path.join(self.home.envs, key) for key in entries]
+        running = runs_from(paths)  # one look at /proc for all; unknowable: in use
+        running = set(paths) if running is None else running
         for key in entries:
             if key.startswith("."):
                 continue
@@ -3462,7 +3491,7 @@ class Status:
                     os.stat(env.marker).st_mtime))
             found.append({"fingerprint": key, "path": env.path, "state": state,
                           "current": bool(current and current.key == key),
-                          "in_use": in_use(env.path), "python": env.python(),
+                          "in_use": in_use(env.path, running), "python": env.python(),
                           "last_used": used})
         return found
 

@@ -263,6 +263,7 @@ def test_reset_keeps_an_environment_a_process_runs_in(project_factory):
         report = json.loads(project.cmd("status", "--json", check=0).stdout)
         assert {e["fingerprint"]: e["in_use"] for e in report["environments"]} == {
             key: key == used.name for key in project.environments()}
+        assert (project.root / ".appenv" / "pyproject").is_dir()
         result = project.cmd("reset", check=0)
         assert "kept 1 environment in use" in result.stderr and str(used) in result.stderr
         assert project.environments() == [used.name] and project.current() == used
@@ -270,7 +271,9 @@ def test_reset_keeps_an_environment_a_process_runs_in(project_factory):
     assert "kept" not in project.cmd("reset", check=0).stderr
     assert project.environments() == []
     assert not (project.root / ".appenv" / "current").exists()
+    assert not (project.root / ".appenv" / "pyproject").exists()  # the memos go too
     assert (project.root / "uv.lock").exists()
+    assert version_of(project.run(["./tool-e"])) == "1.0"  # and everything is built again
 
 
 def test_a_partial_prepare_leaves_a_ready_environment_alone(project):

@@ -210,6 +210,14 @@ def test_pyproject_digest_counts_what_the_installation_depends_on(changed):
     assert pyproject_digest(changed) != pyproject_digest(PYPROJECT)
 
 
+def test_without_a_build_system_the_setuptools_table_counts():
+    """uv builds a `package = true` project without [build-system] with setuptools."""
+    bare = PYPROJECT.split("[build-system]")[0] + "[tool.uv]\npackage = true\n"
+    assert pyproject_digest(bare + "[tool.setuptools]\npy-modules = ['a']\n") != \
+        pyproject_digest(bare)
+    assert pyproject_digest(bare + "[tool.ruff]\nline-length = 99\n") == pyproject_digest(bare)
+
+
 @pytest.mark.parametrize("text", ["= not toml",
                                   "<<<<<<< HEAD\na = 1\n=======\na = 2\n>>>>>>> b\n"])
 def test_pyproject_digest_of_invalid_toml_is_none(text):
