@@ -538,8 +538,19 @@ class Problem(Exception):
         say(self.message, error=True)
 
 
+QUIET = []  # `-q`: appenv's own progress lines dropped, and uv given --quiet (errors stay)
+VERBOSE = []  # `-v`, or APPENV_VERBOSE: each uv command said before it runs
+
+
+def announce(command):
+    if VERBOSE or getenv("APPENV_VERBOSE"):
+        sys.stderr.write("appenv: running {}\n".format(" ".join(command)))
+
+
 def say(message, error=False):
     """appenv's own words, always on stderr: stdout belongs to the binary."""
+    if QUIET and not error:
+        return
     prefix = "appenv"
     if error:
         prefix = paint("error", "1;31")
@@ -785,7 +796,7 @@ class UvBinary:
         return cls(path, record.get("uv.version"), record.get("uv.how"), remembered=True)
 
     def command(self, *args):
-        return [self.path] + list(args)
+        return [self.path] + ["--quiet"] * bool(QUIET) + list(args)
 
     def run(self, args, env=None, step=None, pass_fds=()):
         """Run uv with output live on stderr; a failure is uv's status plus which step failed."""
@@ -794,8 +805,7 @@ class UvBinary:
     def start(self, args, env=None, pass_fds=()):
         """Start uv ARGS, its output live on stderr (stdout belongs to the binary)."""
         command = self.command(*args)
-        if getenv("APPENV_VERBOSE"):
-            say("running " + " ".join(command))
+        announce(command)
         try:
             return spawn(command, [(posix.POSIX_SPAWN_DUP2, 2, 1)], env, pass_fds)
         except OSError as e:  # removed, or no longer executable, since it was found
@@ -810,8 +820,7 @@ class UvBinary:
 
     def exec(self, args, cwd=None):
         """Replace this process with uv ARGS."""
-        if getenv("APPENV_VERBOSE"):
-            say("running " + " ".join(self.command(*args)))
+        announce(self.command(*args))
         if cwd:
             posix.chdir(cwd)
         posix.execv(self.path, self.command(*args))
@@ -1521,13 +1530,13 @@ class Project:
         data = read_bytes(self.lock_path)
         return data if data is not None and our_side(data) is not None else None
 
-    def take_our_side_of_lock(self, conflicted):
-        """Replace a conflicted uv.lock with our side, so that `uv lock` prefers its versions.
-
-        Returns its packages, for the summary. When our side is not a valid lock either,
-        uv.lock is removed and uv resolves afresh.
+    def take_our_side_of_lock(self, conflicted, committed=None):
+        """Replace a conflicted uv.lock with our side, so that `uv lock` prefers its versions:
+        COMMITTED, the lock HEAD has, when git says it (see `merge_base_lock`), else our side
+        of each conflict. Returns its packages, for the summary. When our side is not a valid
+        lock either, uv.lock is removed and uv resolves afresh.
         """
-        ours = our_side(conflicted)
+        ours = committed if committed is not None else our_side(conflicted)
         try:
             packages = LockDiff.packages(toml_library().loads(ours.decode("utf-8")))
         except (ValueError, UnicodeDecodeError):
@@ -2038,26 +2047,55 @@ def release(version):
 
 
 def no_such_binary(env, name):
-    binaries = env_binaries(env.path)
-    listing = ", ".join(binaries) if binaries else "none"
+    offered = offered_binaries(env)
+    direct = [b["name"] for b in offered if b["direct"]] or [b["name"] for b in offered]
+    more = len(offered) - len(direct)
     return (
-        "{!r} is not a binary of this project's environment.\n"
-        "  The environment provides: {}\n"
-        "  To add it, add the package that provides {!r} to [project] dependencies in "
-        "pyproject.toml and run {} update-lockfile; or remove the link."
-    ).format(name, listing, name, launcher_command())
+        "{!r} is not a binary of this project's environment.{}\n"
+        "  The environment provides: {}{}\n"
+        "  To add it, run {} add PACKAGE (or add it to [project] dependencies and run {} "
+        "update-lockfile); or remove the link."
+    ).format(name, did_you_mean(name, [b["name"] for b in offered]), ", ".join(direct) or "none",
+             " (and {} more: {} list)".format(more, launcher_command()) if more else "",
+             launcher_command(), launcher_command())
 
 
-def env_binaries(env_path):
-    """The console scripts of an environment: what a symlink can name."""
-    bindir = os.path.join(env_path, "bin")
+def offered_binaries(env):
+    """The console scripts ENV's packages install (their entry points), each with its package
+    and whether that is a direct dependency of the project: those first, then by name."""
+    import importlib.metadata
     try:
-        entries = sorted(os.listdir(bindir))
-    except OSError:
+        site = site_packages(env.path)
+    except (OSError, Problem):
         return []
-    skip = ("activate", "deactivate", "python", "pydoc")
-    return [e for e in entries if not e.startswith(skip)
-            and os.access(os.path.join(bindir, e), os.X_OK)]
+    try:
+        canonical = libraries().canonicalize_name
+    except Problem:  # packaging cannot be had: none is told a direct dependency
+        canonical = str
+    direct = direct_dependencies(env.home.root)
+    found = []
+    for dist in importlib.metadata.distributions(path=[site]):
+        package = canonical(dist.metadata["Name"] or "")
+        for entry in dist.entry_points:
+            if entry.group == "console_scripts" and os.path.exists(
+                    os.path.join(env.path, "bin", entry.name)):
+                found.append({"name": entry.name, "package": package,
+                              "version": dist.version, "direct": package in direct})
+    return sorted(found, key=lambda b: (not b["direct"], b["name"]))
+
+
+def direct_dependencies(root):
+    """The names of [project] dependencies and of the dependency groups, as packaging writes
+    them; none when pyproject.toml cannot be read."""
+    try:
+        data = Project(root).pyproject()
+        texts = strings(table(data, "project").get("dependencies"))
+        for group in table(data, "dependency-groups").values():
+            texts += strings(group)
+        libs = libraries()
+        return {libs.canonicalize_name(libs.Requirement(t).name) for t in texts}
+    except (Problem, ValueError):
+        return set()
 
 
 # --- Lock differences ------------------------------------------------------------------------
@@ -2068,6 +2106,19 @@ class LockDiff:
 
     def __init__(self, before, after):
         self.before, self.after = before, after
+
+    @classmethod
+    def since(cls, project, before, merged=None):
+        """The summary of uv.lock now against BEFORE (its bytes then, or our side's packages
+        in a conflict); during a merge, against MERGED, what our side (HEAD) committed."""
+        after = read_bytes(project.lock_path)
+        if merged is not None:
+            before = cls.packages(read_toml(project.lock_path, merged))
+        elif not isinstance(before, dict):
+            if after == before:
+                return "uv.lock: no package changed"  # nothing parsed
+            before = cls.packages(read_toml(project.lock_path, before)) if before else {}
+        return cls(before, cls.packages(read_toml(project.lock_path, after))).report()
 
     @staticmethod
     def packages(lock):
@@ -2125,6 +2176,70 @@ class LockDiff:
             else:
                 lines.append("  {:<10} {} {}".format(kind, name, old or new))
         return "\n".join(lines)
+
+
+def relock(uv, args, env=None, changes_too=False):
+    """Run uv ARGS (a lock: `uv lock`, `uv add`, `uv remove`), passing what it says on to
+    stderr line by line, but the lines appenv says itself: each package added, removed or
+    updated (the summary says each once, against the lock before the command; CHANGES_TOO
+    keeps them) and uv's hint to run `uv lock`, held back. Returns (status, held lines)."""
+    command = uv.command(*args)
+    if sys.stderr.isatty() and not getenv("NO_COLOR"):
+        command[1:1] = ["--color", "always"]  # as uv colours its words on a terminal
+    announce(command)
+    read, write = posix.pipe()
+    try:
+        pid = spawn(command, [(posix.POSIX_SPAWN_DUP2, write, 1),
+                              (posix.POSIX_SPAWN_DUP2, write, 2)], env)
+    except OSError as e:
+        raise UvCannotStart(69, "cannot run uv {}: {}".format(uv.path, e.strerror))
+    finally:
+        posix.close(write)
+    held, holding = [], False
+    try:
+        with open(read, "rb") as said:
+            for line in said:
+                text = without_colour(line.decode("utf-8", "replace"))
+                words = text.split()
+                holding = (words[:2] in (["error:", "The"], ["hint:", "To"]) and
+                           "lockfile" in text) or (holding and not words)
+                if holding:
+                    held.append(line)
+                elif changes_too or not (words[:1] in (["Added"], ["Removed"], ["Updated"])
+                                         and len(words) in (3, 5)):
+                    posix.write(2, line)
+    except BaseException:
+        stop(pid)
+        raise
+    return wait(pid), held
+
+
+def without_colour(text):
+    """TEXT without the terminal's colour codes (ESC [ ... m)."""
+    while "\x1b[" in text:
+        start = text.index("\x1b[")
+        end = text.find("m", start)
+        if end < 0:
+            break
+        text = text[:start] + text[end + 1:]
+    return text
+
+
+def merge_base_lock(root):
+    """uv.lock's bytes as our side (HEAD) committed them, while git merges into the checkout
+    of ROOT: the lock before the merge, for the summary and to lock from. None otherwise."""
+    directory = os.path.abspath(root)
+    while not os.path.exists(os.path.join(directory, ".git")):
+        if os.path.dirname(directory) == directory:
+            return None
+        directory = os.path.dirname(directory)
+    git = os.path.join(directory, ".git")
+    if os.path.isfile(git):  # a worktree: "gitdir: PATH"
+        text = (read_bytes(git) or b"").decode("utf-8", "replace").strip()
+        git = os.path.join(directory, text.partition("gitdir:")[2].strip())
+    if not os.path.exists(os.path.join(git, "MERGE_HEAD")):
+        return None
+    return output(["git", "-C", root, "show", "HEAD:./uv.lock"]) or None
 
 
 def plural(count, word):
@@ -2966,7 +3081,8 @@ class Subcommand:
                 raise usage_error("{} is given twice".format(name), self.name)
             else:
                 given[option.name] = value
-        if len(arguments) > len(self.arguments):
+        many = self.arguments and self.arguments[-1][0].endswith("...")
+        if len(arguments) > len(self.arguments) and not many:
             raise usage_error("unexpected argument {!r}".format(arguments[len(self.arguments)]),
                               self.name)
         return given, arguments
@@ -2978,7 +3094,7 @@ COMMANDS = {}  # name -> Subcommand, in the order of `./appenv --help`
 def command(summary, text="", options=(), arguments=(), after="", usage="", passes_on=""):
     """Declare the Command method that follows as the command of its name (_ for -)."""
     def declare(method):
-        name = method.__name__.replace("_", "-")
+        name = method.__name__.rstrip("_").replace("_", "-")  # list_: list
         COMMANDS[name] = Subcommand(name, method, summary, usage, text.strip("\n"), options,
                                     arguments, after.strip("\n"), passes_on)
         return method
@@ -2987,8 +3103,22 @@ def command(summary, text="", options=(), arguments=(), after="", usage="", pass
 
 OPTIONS = [Option("--project", "The project directory [default: the launcher's directory]",
                   "DIR"),
+           Option("--quiet", "Print no progress lines of appenv's, and give uv --quiet",
+                  short="-q"),
+           Option("--verbose", "Say each uv command before it runs (as APPENV_VERBOSE=1)",
+                  short="-v"),
            Option("--help", "Display the concise help for this command", short="-h"),
            Option("--version", "Display the appenv version", short="-V")]
+
+
+OUTPUT_OPTIONS = {"-q": QUIET, "--quiet": QUIET, "-v": VERBOSE, "--verbose": VERBOSE}
+
+
+def did_you_mean(name, known):
+    """A hint for a mistyped NAME: the closest of KNOWN, if any is close."""
+    import difflib
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return "\n\n  tip: a similar name exists: {!r}".format(close[0]) if close else ""
 
 
 def usage():
@@ -3022,6 +3152,9 @@ class Command:
         root = None
         while args and args[0].startswith("-"):
             option = args.pop(0)
+            if option in OUTPUT_OPTIONS:
+                OUTPUT_OPTIONS[option].append(option)
+                continue
             if option in ("-h", "--help"):
                 sys.stdout.write(usage())
                 return 0
@@ -3040,7 +3173,11 @@ class Command:
         name, args = args[0], args[1:]
         found = COMMANDS.get(name)
         if found is None:
-            raise usage_error("unknown command {!r}".format(name))
+            raise usage_error("unknown command {!r}{}".format(name, did_you_mean(name, COMMANDS)))
+        if found.passes_on != "all":  # -q and -v after the command too, as uv takes them
+            for option in [a for a in args if a in OUTPUT_OPTIONS]:
+                OUTPUT_OPTIONS[option].append(option)
+            args = [a for a in args if a not in OUTPUT_OPTIONS]
         # as uv does, --help anywhere among a command's options; but run, uv and python pass
         # what follows them on, so only right after the command
         if name != "help" and any(a in ("-h", "--help") for a in (
@@ -3187,6 +3324,159 @@ only then do symlinks use it; an environment already ready is left as it is.""")
         sys.stdout.write(env.path + "\n")
         return 0
 
+    @command("Add packages to the project, link their binaries, and lock", text="""
+Runs `uv add --no-sync` at the project root (pyproject.toml and uv.lock, never uv's .venv),
+then links each binary: those named with --binary, else the console scripts of the packages
+added (on a terminal it asks for each; in a script it links them all), and names each link. Then
+summarises the lock's changes and builds the production environment, unless --no-sync.""",
+        arguments=[("<PACKAGES>...", "The packages to add, as requirements (`httpie>=3`)")],
+        options=[
+        Option("--binary", "Link NAME -> appenv instead of the packages' console scripts",
+               "NAME", many=True),
+        Option("--group", "Add them to this dependency group (`uv add --group`)", "GROUP"),
+        Option("--no-sync", "Lock, but build nothing: only the --binary links are made")])
+    def add(self, options, packages):
+        if not packages:
+            raise usage_error("add needs at least one package", "add")
+        for package in packages:
+            requirement_text(package)  # 64 before uv runs
+        links = [binary_name(b) for b in options.get("--binary", [])]
+        group = ["--group", options["--group"]] if "--group" in options else []
+        env = self.change_lock(["add"] + group + packages, "adding " + " ".join(packages),
+                               "--no-sync" in options)
+        if not links and env is not None:
+            added = {libraries().canonicalize_name(libraries().Requirement(p).name)
+                     for p in packages if not p.startswith("-")}
+            links = [b["name"] for b in offered_binaries(env) if b["package"] in added]
+            links = [name for name in links if self.confirm("link ./{}".format(name))]
+            if not links:
+                say("no console scripts of {} in the production environment to link".format(
+                    " ".join(packages)))
+        elif not links:
+            say("no links made: with --no-sync nothing is installed to find the binaries in; "
+                "name them with --binary")
+        for name in links:
+            self.link(name, env)
+        return 0
+
+    @command("Remove packages from the project, their links, and lock", text="""
+Runs `uv remove --no-sync` at the project root, removes the links to appenv whose binaries
+came from those packages, summarises the lock's changes and builds the production environment,
+unless --no-sync.""", arguments=[("<PACKAGES>...", "The names of the packages to remove")],
+        options=[Option("--group", "Remove them from this dependency group", "GROUP"),
+                 Option("--no-sync", "Lock, but build nothing")])
+    def remove(self, options, packages):
+        if not packages:
+            raise usage_error("remove needs at least one package", "remove")
+        before = Home(self.root).current()
+        names = {libraries().canonicalize_name(p) for p in packages}
+        gone = {b["name"] for b in offered_binaries(before) if b["package"] in names} if \
+            before else set()
+        group = ["--group", options["--group"]] if "--group" in options else []
+        env = self.change_lock(["remove"] + group + packages, "removing " + " ".join(packages),
+                               "--no-sync" in options)
+        left = {b["name"] for b in offered_binaries(env)} if env else set()
+        for path in links_to(self.root, launcher_file()):
+            if os.path.basename(path) in gone - left:
+                os.remove(os.path.join(self.root, path))
+                say("removed the link ./{}".format(path))
+        return 0
+
+    def change_lock(self, args, step, no_sync):
+        """Change pyproject.toml and uv.lock with uv ARGS, say what changed in the lock, and
+        build the production environment (None with NO_SYNC)."""
+        project = Project(self.root)
+        project.check_present(lock=False)
+        before = read_bytes(project.lock_path)
+        status, held = relock(self.plan_uv(), args[:1] + ["--no-sync", "--project", self.root]
+                              + args[1:])
+        for line in held:
+            posix.write(2, line)
+        if status != 0:
+            raise Problem(status, "{} failed (uv exited with status {})".format(step, status))
+        say(LockDiff.since(project, before, merge_base_lock(self.root)))
+        if no_sync:
+            return None
+        return build(self.root, Home(self.root).environment(Selection.from_environ()))
+
+    @staticmethod
+    def confirm(question):
+        """Yes on a terminal when the answer is (Y/n); always yes in a script."""
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            return True
+        sys.stderr.write("{}? [Y/n] ".format(question))
+        sys.stderr.flush()
+        return sys.stdin.readline().strip().lower() in ("", "y", "yes")
+
+    def link(self, name, env):
+        """Link NAME -> the launcher in the project root, unless it is one already."""
+        path = os.path.join(self.root, name)
+        target = os.path.relpath(launcher_file(), self.root)
+        if os.path.islink(path) and os.path.realpath(path) == launcher_file():
+            say("./{} is linked already".format(name))
+            return
+        if os.path.lexists(path):
+            raise Problem(65, "{} exists and is not a link to appenv; no link was made. Remove "
+                              "it, or leave out --binary {}.".format(path, name))
+        os.symlink(target, path)
+        missing = env is not None and not os.path.exists(os.path.join(env.path, "bin", name))
+        say("linked ./{}{}".format(name, " (no such binary in the environment yet)" if missing
+                                   else ""))
+
+    @command("List the locked packages that have newer versions", text="""
+For each package in uv.lock with a newer version: the version locked, the newest that
+pyproject.toml allows (what `update-lockfile --upgrade` would lock: `uv lock --upgrade
+--dry-run`) and the newest there is on the project's indexes (`uv pip compile --no-deps`, for
+the Python uv finds). Writes nothing; exit 0 either way.""", options=[
+        Option("--json", "Print the same as JSON (fields: docs/commands.md)")])
+    def outdated(self, options, _arguments):
+        import subprocess
+        project = Project(self.root)
+        project.check()
+        uv, libs = self.plan_uv(), libraries()
+        locked = {name: max(versions, key=libs.Version) for name, versions in
+                  LockDiff.packages(project.lock()).items() if "(no version)" not in versions}
+        allowed = {}
+        dry = subprocess.run(uv.command("lock", "--upgrade", "--dry-run", "--project",
+                                        self.root), capture_output=True, text=True)
+        if dry.returncode != 0:
+            sys.stderr.write(dry.stderr)
+            raise Problem(dry.returncode, "uv lock --upgrade --dry-run failed")
+        for line in dry.stderr.splitlines():  # "Update tool-a v1.0 -> v2.0"
+            words = line.split()
+            if len(words) == 5 and words[0] == "Update" and words[3] == "->":
+                allowed[words[1]] = words[4].lstrip("v")
+        newest = {}
+        found = subprocess.run(uv.command("pip", "compile", "--directory", self.root,
+                                          "--no-deps", "--no-header", "--no-annotate",
+                                          "--quiet", "-"), input="\n".join(locked),
+                               capture_output=True, text=True)
+        for line in found.stdout.splitlines():
+            try:
+                requirement = libs.Requirement(line)
+                newest[requirement.name] = next(iter(requirement.specifier)).version
+            except (ValueError, StopIteration):
+                continue
+        report = []
+        for name, version in sorted(locked.items()):
+            row = {"name": name, "locked": version, "allowed": allowed.get(name, version),
+                   "newest": newest.get(libs.canonicalize_name(name))}
+            if any(libs.Version(v) > libs.Version(version) for v in (row["allowed"],
+                                                                       row["newest"]) if v):
+                report.append(row)
+        if "--json" in options:
+            import json
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        elif report:
+            rows = [("Package", "Locked", "Allowed", "Newest")] + [
+                (r["name"], r["locked"], r["allowed"], r["newest"] or "?") for r in report]
+            width = [max(len(row[i]) for row in rows) for i in range(4)]
+            sys.stdout.write("".join("  ".join(cell.ljust(w) for cell, w in zip(row, width))
+                                     .rstrip() + "\n" for row in rows))
+        else:
+            say("every locked package is at its newest version")
+        return 0
+
     @command("Update uv.lock from pyproject.toml and summarise the changes", text="""
 Runs `uv lock` at the project root, then lists each package added, removed, upgraded or
 downgraded, with its versions. Every option is passed to `uv lock`; the common ones:""",
@@ -3211,19 +3501,22 @@ downgraded, with its versions. Every option is passed to `uv lock`; the common o
                     "uv.lock has git merge conflict markers. Resolve pyproject.toml, then run "
                     "{} update-lockfile (without {}), then commit uv.lock."
                 ).format(launcher_command(), "--check" if checking else "--dry-run"))
-            before = project.take_our_side_of_lock(conflicted)
+            before = project.take_our_side_of_lock(conflicted, merge_base_lock(self.root))
         else:
             before = read_bytes(project.lock_path)  # parsed only if uv changes it
         status = None
         try:
-            status = uv.run(["lock", "--project", self.root] + list(args))
+            status, held = relock(uv, ["lock", "--project", self.root] + list(args),
+                                  changes_too=dry_run)
         finally:
             if conflicted is not None and status != 0:
                 write_atomically(project.lock_path, conflicted)  # as it was: nothing lost
         if status != 0:
-            if checking and status == 1:
+            if checking and held:
                 raise Problem(1, "uv.lock is out of date with pyproject.toml. Run: {} "
                                  "update-lockfile, then commit uv.lock".format(launcher_command()))
+            for line in held:
+                posix.write(2, line)
             raise Problem(status, "updating uv.lock failed (uv lock exited with status {})"
                           .format(status))
         if checking:
@@ -3232,13 +3525,7 @@ downgraded, with its versions. Every option is passed to `uv lock`; the common o
         if dry_run:
             say("dry run: uv.lock was not written; the changes uv would make are listed above")
             return 0
-        after = read_bytes(project.lock_path)
-        if conflicted is None:
-            if after == before:
-                say("uv.lock: no package changed")
-                return 0
-            before = LockDiff.packages(read_toml(project.lock_path, before)) if before else {}
-        say(LockDiff(before, LockDiff.packages(read_toml(project.lock_path, after))).report())
+        say(LockDiff.since(project, before, merge_base_lock(self.root)))
         return 0
 
     @command("Run a command with `uv run` in the project's development environment", text="""
@@ -3271,6 +3558,36 @@ Builds the production environment when needed (as a symlink would), then runs it
 ARGS in the current directory.""", usage="[ARGS]...", passes_on="all")
     def python(self, args):
         return production_environment(self.root).exec("python", args)
+
+    @command("List the project's links and the binaries its environment offers", text="""
+Builds the production environment when needed (as a symlink would), then lists each link to
+appenv in the project with the binary it runs and whether the environment has it, and every
+binary (console script) the environment's packages offer: those of the project's direct
+dependencies first, with their package and version.""", options=[
+        Option("--json", "Print the same as JSON (fields: docs/commands.md)")])
+    def list_(self, options, _arguments):
+        env = production_environment(self.root)
+        offered = offered_binaries(env)
+        names = {b["name"] for b in offered}
+        links = [{"name": os.path.basename(path), "path": path,
+                  "exists": os.path.basename(path) in names}
+                 for path in links_to(self.root, launcher_file())]
+        if "--json" in options:
+            import json
+            sys.stdout.write(json.dumps({"links": links, "binaries": offered}, indent=2) + "\n")
+            return 0
+        lines = ["Links:"]
+        for link in links:
+            lines.append("  {:<24} {}".format(link["path"], "runs " + link["name"] if link[
+                "exists"] else "no such binary in the environment"))
+        lines += [] if links else ["  none"]
+        lines.append("Binaries of the environment:")
+        for binary in offered:
+            lines.append("  {:<24} {} {}{}".format(binary["name"], binary["package"], binary[
+                "version"], "  (a direct dependency)" if binary["direct"] else ""))
+        lines += [] if offered else ["  none"]
+        sys.stdout.write("\n".join(lines) + "\n")
+        return 0
 
     @command("Show the project, uv, the lock and the environments", text="""
 Shows the project root, appenv's version, the uv appenv uses and how it was found, whether

@@ -46,6 +46,7 @@ def index(tmp_path_factory):
     wheels.tool_wheel(directory, "tool-c", "1.0")
     wheels.tool_wheel(directory, "tool-e", "1.0", requires=["lib-b==1.0"], late="lib_b")
     wheels.library_wheel(directory, "lib-d", "1.0")
+    wheels.tool_wheel(directory, "two-tools", "1.0", scripts=["tool-x", "tool-y"])
     # What appenv itself installs on demand: its libraries, and uv (for the bootstrap tests).
     wheels.installed_wheel(directory, "packaging")
     wheels.installed_wheel(directory, "tomli")

@@ -191,7 +191,8 @@ def test_the_launcher_is_compiled_once_per_content_not_per_path(project_factory,
     assert len(list((cache / "appenv" / "bytecode").iterdir())) == 2
 
 
-COMMANDS = ["init", "migrate", "prepare", "update-lockfile", "run", "uv", "python", "status",
+COMMANDS = ["init", "migrate", "prepare", "add", "remove", "outdated", "update-lockfile", "run",
+            "uv", "python", "list", "status",
             "reset", "self-update", "help"]
 
 

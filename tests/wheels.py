@@ -76,12 +76,13 @@ def write_wheel(directory, name, version, files, requires=(), scripts=None,
     return path
 
 
-def tool_wheel(directory, name, version, requires=(), late=None):
+def tool_wheel(directory, name, version, requires=(), late=None, scripts=None):
+    """A package whose console scripts (SCRIPTS, else one named NAME) report how they ran."""
     module = name.replace("-", "_")
     late = late or module
     files = {module + "/__init__.py": TOOL.format(name=name, version=version, late=late)}
     return write_wheel(directory, name, version, files, requires,
-                       scripts={name: module + ":main"})
+                       scripts={script: module + ":main" for script in scripts or [name]})
 
 
 def library_wheel(directory, name, version, requires=()):
