@@ -3223,11 +3223,34 @@ Example:
                 new.requires_python, new.python = python_setting(options["--python"])
         else:
             Questions(new).ask_all()
-        new.create()
+        try:
+            request = new.python or new.requires_python
+            if request and output(new.uv().command("python", "find", "--no-project",
+                                                    request)) is None:
+                raise Problem(64, "uv finds no Python for {!r}, so nothing was written. Install "
+                                  "one (`{} uv python install {}`), or ask for another."
+                              .format(request, launcher_command(), request))
+            new.create()
+        except Problem as problem:
+            raise Problem(problem.status, "{}\nTo run init again with these answers:\n  {}"
+                          .format(problem.message, self.init_line(new, paths)))
         first = new.where(new.binaries[0]) if new.binaries else launcher_command() + " uv add NAME"
         say("created the project {} in {}: {}.\nNext: {}; commit the files: git add {}".format(
             new.name, new.root, ", ".join(new.written()), first, " ".join(new.written())))
         return 0
+
+    @staticmethod
+    def init_line(new, paths):
+        """The `./appenv init` command line that gives NEW's answers as options."""
+        import shlex
+        words = [launcher_command(), "init"] + list(paths) + ["--name", new.name]
+        words += [w for d in new.dependencies for w in ("--dep", d)]
+        words += [w for b in new.binaries for w in ("--binary", b)]
+        if new.python or new.requires_python:
+            words += ["--python", new.python or new.requires_python]
+        if new.description:
+            words += ["--description", new.description]
+        return " ".join(shlex.quote(w) for w in words)
 
     @command("Turn a classic appenv project into pyproject.toml and uv.lock", text="""
 Reads the classic appenv's files in PATH. requirements.txt: its requirements become [project]
@@ -3434,8 +3457,8 @@ the Python uv finds). Writes nothing; exit 0 either way.""", options=[
         project = Project(self.root)
         project.check()
         uv, libs = self.plan_uv(), libraries()
-        locked = {name: max(versions, key=libs.Version) for name, versions in
-                  LockDiff.packages(project.lock()).items() if "(no version)" not in versions}
+        locked = {name: versions_text(versions, libs.Version).split(", ")[-1] for name,
+                  versions in LockDiff.packages(project.lock()).items()}
         allowed = {}
         dry = subprocess.run(uv.command("lock", "--upgrade", "--dry-run", "--project",
                                         self.root), capture_output=True, text=True)
@@ -3461,9 +3484,12 @@ the Python uv finds). Writes nothing; exit 0 either way.""", options=[
         for name, version in sorted(locked.items()):
             row = {"name": name, "locked": version, "allowed": allowed.get(name, version),
                    "newest": newest.get(libs.canonicalize_name(name))}
-            if any(libs.Version(v) > libs.Version(version) for v in (row["allowed"],
-                                                                       row["newest"]) if v):
-                report.append(row)
+            try:
+                if any(libs.Version(v) > libs.Version(version) for v in (row["allowed"],
+                                                                           row["newest"]) if v):
+                    report.append(row)
+            except ValueError:  # not a version packaging reads: not compared
+                continue
         if "--json" in options:
             import json
             sys.stdout.write(json.dumps(report, indent=2) + "\n")

@@ -208,3 +208,29 @@ def test_an_existing_file_in_the_way_of_a_link_is_refused(bare_factory):
     project.write("tool-a", "a file of mine\n")
     project.refused([project.appenv, "init", "--name", "demo", "--dep", "tool-a", "--binary",
                      "tool-a"], 65, "is not a link to appenv")
+
+
+def test_a_python_uv_cannot_find_is_refused_before_anything_is_written(bare_factory):
+    project = bare_factory()
+    result = project.refused([project.appenv, "init", "--name", "demo", "--dep", "tool-a==1.0",
+                              "--binary", "tool-a", "--python", "3.99"], 64,
+                             "uv finds no Python for '3.99'", "nothing was written")
+    line = result.stderr.split("To run init again with these answers:\n")[1].strip()
+    assert line == "./appenv init --name demo --dep tool-a==1.0 --binary tool-a --python 3.99"
+
+
+def test_after_the_questions_a_failure_prints_the_line_that_redoes_them(bare_factory):
+    project = bare_factory("my tools")
+    terminal = Terminal([project.appenv, "init"], project.root, project.env)
+    terminal.answer("Project name [my-tools]:", "")
+    terminal.answer("Description:", "it's ours")
+    terminal.answer("Dependency", "tool-a==9.9")  # no such version: the lock fails
+    terminal.answer("Dependency", "")
+    terminal.answer("Binaries to link", "-")
+    terminal.answer("Python", "")
+    assert terminal.wait() == 1
+    text = terminal.text().replace("\r\n", "\n")
+    assert "Nothing was changed" in text
+    assert ("  ./appenv init --name my-tools --dep tool-a==9.9 --python '>={}' --description "
+            "'it'\"'\"'s ours'".format(PYTHON_XY)) in text
+    assert sorted(os.listdir(project.root)) == ["appenv"]
