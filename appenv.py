@@ -1453,23 +1453,14 @@ def newer_python(argv, installed):
 def newest_python(path):
     """The real interpreter (its sys.executable) of the python3.X on PATH with the highest X,
     8 or more, that starts: a version manager's shim of a version not selected does not. This
-    runs under the old Python, so subprocess, not posix_spawn (3.8)."""
-    import subprocess
-    found = []
-    for order, directory in enumerate(path.split(os.pathsep)):
-        for minor in range(8, 41):
+    runs under the old Python, so `output` (subprocess), not posix_spawn (3.8)."""
+    for minor in range(40, 7, -1):
+        for directory in path.split(os.pathsep):
             candidate = os.path.join(directory or ".", "python3.{}".format(minor))
             if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-                found.append((-minor, order, candidate))
-    for _minor, _order, candidate in sorted(found):
-        try:
-            out = subprocess.check_output([candidate, "-I", "-S", "-c",
-                                           "import sys; print(sys.executable)"],
-                                          stderr=subprocess.DEVNULL).strip()
-        except (OSError, subprocess.CalledProcessError):
-            continue
-        if out:
-            return os.fsdecode(out)
+                out = output([candidate, "-I", "-S", "-c", "import sys; print(sys.executable)"])
+                if out and out.strip():
+                    return os.fsdecode(out.strip())
     return None
 
 
@@ -1532,10 +1523,8 @@ class Project:
 
     def take_our_side_of_lock(self, conflicted, committed=None):
         """Replace a conflicted uv.lock with our side, so that `uv lock` prefers its versions:
-        COMMITTED, the lock HEAD has, when git says it (see `merge_base_lock`), else our side
-        of each conflict. Returns its packages, for the summary. When our side is not a valid
-        lock either, uv.lock is removed and uv resolves afresh.
-        """
+        COMMITTED (HEAD's lock, see `merge_base_lock`), else our side of each conflict. Returns
+        its packages, for the summary; with no valid lock on our side, uv resolves afresh."""
         ours = committed if committed is not None else our_side(conflicted)
         try:
             packages = LockDiff.packages(toml_library().loads(ours.decode("utf-8")))
@@ -1557,9 +1546,6 @@ class Project:
 
     def config(self):
         return Config(self.pyproject())
-
-    def display(self, path):
-        return os.path.relpath(path, self.root) if path.startswith(self.root) else path
 
 
 def read_toml(path, data=None):
@@ -1584,11 +1570,8 @@ def read_toml(path, data=None):
 
 
 def our_side(data):
-    """A file with git conflict markers as it reads on our side (HEAD); None without markers.
-
-    Lines outside the conflicts are kept; in each conflict, the lines between `<<<<<<<` and
-    `|||||||` or `=======` (diff3 style has the base between the last two).
-    """
+    """A file with git conflict markers as it reads on our side (HEAD), None without markers:
+    of each conflict, the lines from `<<<<<<<` to `|||||||` (diff3's base) or `=======`."""
     lines = data.splitlines(keepends=True)
     if not any(line.startswith(b"<<<<<<<") for line in lines):
         return None
@@ -1633,10 +1616,8 @@ class Config:
             if kind is None:
                 raise Problem(65, "pyproject.toml: [tool.appenv] has no setting {!r}; known: {}"
                               .format(key, ", ".join(self.FIELDS)))
-            ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-            if ok and kind is list:
-                ok = all(isinstance(v, str) for v in value)
-            if not ok:
+            if (not isinstance(value, kind) or kind is int and isinstance(value, bool)
+                    or kind is list and not all(isinstance(v, str) for v in value)):
                 raise Problem(65, "pyproject.toml: [tool.appenv] {} must be {}".format(
                     key, {list: "a list of strings", bool: "true or false", str: "a string",
                           int: "a whole number"}[kind]))
@@ -1710,19 +1691,21 @@ def library(name):
     module = import_from(name, site.getsitepackages(), "this Python's site-packages", tried)
     if module:
         return module
-    target = library_directory()
+    # <cache>/appenv/lib/pyX.Y; without a cache (no home), enough if this Python has them
+    target = os.path.join(cache_dir(), "lib", "py{}.{}".format(*sys.version_info))
     module = import_from(name, [target], "appenv's cache", tried)
     if module is None:
         install_libraries(name, target, tried)
         module = import_from(name, [target], "appenv's cache", [])
     if module is None:
-        raise libraries_missing(name, target, tried)
+        raise Problem(69, (
+            "appenv needs {} for Python {}.{} ({}) and found it nowhere. Tried:\n  {}\n"
+            "To fix it for this Python, run:\n  {} -m pip install --target {} '{}'\n"
+            "For a project whose only index is a folder of wheels (air-gapped), put the wheels "
+            "of {} in that folder too."
+        ).format(name, sys.version_info[0], sys.version_info[1], sys.executable,
+                 "\n  ".join(tried), sys.executable, target, WANTED[name], name))
     return module
-
-
-def library_directory():
-    """<cache>/appenv/lib/pyX.Y; without a cache (no home), enough if this Python has them."""
-    return os.path.join(cache_dir(), "lib", "py{}.{}".format(*sys.version_info))
 
 
 def import_from(name, directories, where, tried):
@@ -1736,8 +1719,7 @@ def import_from(name, directories, where, tried):
     import importlib
     try:
         module = importlib.import_module(name)
-        old = not recent(module)
-        if not old:
+        if recent(module):
             return module
         reason = "{} {} is older than {}".format(name, getattr(module, "__version__", "?"),
                                                  WANTED[name])
@@ -1806,25 +1788,13 @@ def merge_into(staging, target):
     TARGET may hold the other library already, or get the same from another appenv."""
     try:
         os.rename(staging, target)
-        return
-    except OSError:
-        pass
-    for entry in os.listdir(staging):
-        try:
-            os.rename(os.path.join(staging, entry), os.path.join(target, entry))
-        except OSError:  # there already
-            pass
-    remove_tree(staging)
-
-
-def libraries_missing(name, target, tried):
-    return Problem(69, (
-        "appenv needs {} for Python {}.{} ({}) and found it nowhere. Tried:\n  {}\n"
-        "To fix it for this Python, run:\n  {} -m pip install --target {} '{}'\n"
-        "For a project whose only index is a folder of wheels (air-gapped), put the wheels of "
-        "{} in that folder too."
-    ).format(name, sys.version_info[0], sys.version_info[1], sys.executable,
-             "\n  ".join(tried), sys.executable, target, WANTED[name], name))
+    except OSError:  # TARGET is there
+        for entry in os.listdir(staging):
+            try:
+                os.rename(os.path.join(staging, entry), os.path.join(target, entry))
+            except OSError:  # there already
+                pass
+        remove_tree(staging)
 
 
 def pip_install(target, requirements):
@@ -1857,14 +1827,10 @@ def remember_bytecode(path, source, code):
     directory = os.path.dirname(path)
     try:
         os.makedirs(directory, exist_ok=True)
-    except OSError:
-        return
-    if not os.access(directory, os.W_OK):
-        return  # a read-only home: compiled on every run, as a script would be
-    try:
-        # not durable: what a power loss leaves is compared, or fails to load, and is replaced
-        write_atomically(path, source + marshal.dumps(code), durable=False)
-        prune(directory, 20)  # launchers of other versions, other Pythons
+        if os.access(directory, os.W_OK):  # a read-only home: compiled on every run
+            # not durable: what a power loss leaves is compared, or fails to load, and replaced
+            write_atomically(path, source + marshal.dumps(code), durable=False)
+            prune(directory, 20)  # launchers of other versions, other Pythons
     except OSError:
         pass
 
@@ -1883,11 +1849,9 @@ def output(command):
 
 
 class Uv(UvBinary):
-    """The uv binary appenv drives: found, or installed into appenv's cache with pip.
-
-    What was found is remembered in appenv's cache, for each [tool.uv] required-version, and
-    used again while `uv_situation` holds: no `uv --version` on every command.
-    """
+    """The uv binary appenv drives: found, or installed into appenv's cache with pip. What was
+    found is remembered there, for each [tool.uv] required-version, and used again while
+    `uv_situation` holds: no `uv --version` on every command."""
 
     @classmethod
     def find(cls, root=None, required=None, install=True, recall=True):
@@ -1911,25 +1875,19 @@ class Uv(UvBinary):
 
     @classmethod
     def at_hand(cls):
-        """Any uv that can be started, of whatever version: enough to install libraries with.
-        Nothing is run to find it."""
+        """Any uv that can be started, of whatever version, found without running one: enough
+        to install libraries with."""
         remembered = UvBinary.recall(Record.read("uv", cls.memo(None)))
         if remembered:
             return remembered.path
-        for candidate in [os.environ.get("APPENV_UV"), which("uv")] + cls.cached():
-            if candidate and os.access(candidate, os.X_OK):
-                return candidate
-        return None
+        candidates = [os.environ.get("APPENV_UV"), which("uv")] + cls.cached()
+        return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
 
     @staticmethod
     def cached():
-        base = os.path.join(cache_dir(), "uv")
-        try:
-            entries = os.listdir(base)
-        except OSError:
-            return []
-        paths = [os.path.join(base, e, "bin", "uv") for e in entries if not e.startswith(".")]
-        return [p for p in paths if os.access(p, os.X_OK)]
+        import glob  # "*" leaves out names starting with ".": an install under way
+        pattern = os.path.join(glob.escape(os.path.join(cache_dir(), "uv")), "*", "bin", "uv")
+        return [p for p in glob.glob(pattern) if os.access(p, os.X_OK)]
 
     @classmethod
     def search(cls, root, required, install):
@@ -1943,14 +1901,11 @@ class Uv(UvBinary):
                 raise Problem(69, "APPENV_UV={} is not a uv that runs. Unset it, or point it at "
                                   "a uv binary.".format(explicit))
             return cls(path, version, "APPENV_UV")
-        tried = []
         on_path = which("uv")
-        if on_path:
-            found = cls.usable(on_path, "PATH", tried, root, required)
-            if found:
-                return found
-        else:
-            tried.append("uv on PATH: not found")
+        tried = [] if on_path else ["uv on PATH: not found"]
+        found = on_path and cls.usable(on_path, "PATH", tried, root, required)
+        if found:
+            return found
         versions = [(cls.version_of(p), p) for p in cls.cached()]
         for version, path in sorted(versions, key=lambda vp: release(vp[0]), reverse=True):
             found = cls.usable(path, "appenv's cache", tried, root, required, version)
@@ -2009,17 +1964,15 @@ class Uv(UvBinary):
         staging = os.path.join(base, ".install-{}".format(os.getpid()))
         requirement = "uv" + str(wanted)
         say("installing {} into {} with pip".format(requirement, base))
-        command = pip_install(staging, [requirement])
-        if truthy(os.environ.get("UV_OFFLINE")):
-            command.append("--no-index")
+        offline = ["--no-index"] if truthy(os.environ.get("UV_OFFLINE")) else []
+        command = pip_install(staging, [requirement]) + offline
         try:
             os.makedirs(base, exist_ok=True)
             failure = quiet_run(command, cwd=base)
         except OSError as e:
             failure = e.strerror
         try:
-            uv = os.path.join(staging, "bin", "uv")
-            version = cls.version_of(uv) if failure is None else None
+            version = None if failure else cls.version_of(os.path.join(staging, "bin", "uv"))
             if version is None:
                 tried.append("pip install {} with {}: {}".format(
                     requirement, sys.executable, failure or "no uv binary came of it"))
