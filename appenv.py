@@ -906,6 +906,10 @@ class Builder:
             return Problem(73, "{} is failing (input/output error{}): the environment was not "
                                "built. Check the disk, or set APPENV_HOME=DIR to build elsewhere."
                            .format(where, ", " + e.filename if e.filename else ""))
+        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return Problem(73, "building in {} failed: {}{}: the environment was not built."
+                           .format(where, e.strerror, " ({})".format(e.filename) if e.filename
+                                   else ""))
         return Problem(73, (
             "cannot write {}: {}. The environment for this uv.lock is not built yet. Run "
             "`{} prepare` as the owner of {}, or set APPENV_HOME=DIR to keep environments "
@@ -1201,6 +1205,8 @@ def runs_from(paths):
         pids = [p for p in posix.listdir("/proc") if p.isdigit() and int(p) != posix.getpid()]
     except OSError:
         return None if sys.platform.startswith("linux") else found  # no /proc: the lock alone
+    if posix.geteuid() != 0 and proc_hides_processes(read_bytes("/proc/self/mountinfo")):
+        return None  # other users' processes are not listed at all
     for pid in pids:
         base = "/proc/" + pid
         try:
@@ -1222,6 +1228,19 @@ def runs_from(paths):
         if len(found) == len(prefixes):
             break
     return found
+
+
+def proc_hides_processes(mountinfo):
+    """Whether /proc, as MOUNTINFO (/proc/self/mountinfo) says it is mounted, leaves other
+    users' processes out of its listing: hidepid=2 (invisible) or 4 (ptraceable)."""
+    for line in (mountinfo or b"").splitlines():
+        fields, _, source = line.partition(b" - ")
+        fields, source = fields.split(), source.split()
+        if len(fields) > 4 and fields[4] == b"/proc" and source[:1] == [b"proc"]:
+            options = b",".join(source[2:]).split(b",")
+            return any(o in (b"hidepid=2", b"hidepid=4", b"hidepid=invisible",
+                             b"hidepid=ptraceable") for o in options)
+    return False
 
 
 def discard(path):
@@ -3530,7 +3549,9 @@ appenv's.""", usage="[ARGS]...", passes_on="all")
     def plan_uv(self):
         """The uv of the build plan for pyproject.toml as it is: remembered by a build or an
         earlier command, so that nothing parses TOML or asks uv for its version again."""
-        return Plan.of(self.root, Selection.from_environ()).uv
+        plan = Plan.of(self.root, Selection.from_environ())
+        member_files(self.root, plan.member_patterns)  # 66 for a FIFO, where uv would block
+        return plan.uv
 
     @command("Run the production environment's Python", text="""
 Builds the production environment when needed (as a symlink would), then runs its python with

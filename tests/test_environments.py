@@ -555,6 +555,30 @@ def test_a_fifo_or_a_device_is_66_and_never_blocks(project, tmp_path, name):
     assert result.returncode == 66 and "is a character device" in result.stderr
 
 
+def test_a_member_s_pyproject_toml_as_a_fifo_is_66_and_never_blocks(project_factory):
+    """The members' pyproject.toml are read as the root's are, by appenv and, through it, by
+    uv: a FIFO there is 66 for every command, with the plan remembered or not."""
+    from test_lifecycle import WORKSPACE
+
+    project = project_factory(dependencies=[], links=["tool-a"], lock=False,
+                              extra=WORKSPACE + 'packages = ["member-a"]\n')
+    member = project.root / "packages" / "member-a" / "pyproject.toml"
+    project.write("packages/member-a/pyproject.toml",
+                  '[project]\nname = "member-a"\nversion = "0.1"\nrequires-python = ">=3.8"\n'
+                  'dependencies = ["tool-a==1.0"]\n')
+    project.lock()
+    project.run(["./tool-a"], check=0)  # ready, the plan and the members remembered
+    member.unlink()
+    os.mkfifo(str(member))
+    for argv in (["./tool-a"], [project.appenv, "update-lockfile"],
+                 [project.appenv, "update-lockfile", "--check"], [project.appenv, "prepare"],
+                 [project.appenv, "run", "true"]):
+        result = project.run(argv, timeout=60)
+        assert result.returncode == 66, (argv, result.stderr)
+        assert "{} is a FIFO (named pipe), not a regular file".format(member) in result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""
+
+
 def test_a_relative_appenv_home_is_taken_from_the_project_root(project, tmp_path):
     """As uv takes UV_PROJECT_ENVIRONMENT: the same environments from any working directory.
     A place that cannot hold environments is 73 naming it, not a traceback."""

@@ -447,3 +447,19 @@ def test_each_help_names_every_declared_option_and_the_usage_names_every_command
         assert text.startswith(command.summary + "\n\nUsage: ./appenv " + name)
         for option in command.options:
             assert option.label().strip() in text
+
+
+# --- Environments in use ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options, hides", [
+    (b"rw", False), (b"rw,hidepid=0", False), (b"rw,hidepid=1", False),
+    (b"rw,hidepid=2", True), (b"rw,hidepid=invisible,gid=10", True),
+    (b"rw,hidepid=ptraceable", True)])
+def test_proc_mounted_with_hidepid_hides_other_users_processes(options, hides):
+    """Where /proc leaves them out, `runs_from` cannot know: the environment is kept."""
+    mountinfo = (b"20 1 0:19 / / rw - ext4 /dev/sda1 rw,hidepid=2\n"
+                 b"22 27 0:21 / /proc rw,relatime shared:12 - proc proc " + options + b"\n")
+    assert appenv.proc_hides_processes(mountinfo) is hides
+    assert appenv.proc_hides_processes(b"") is False
+    assert appenv.proc_hides_processes(None) is False
