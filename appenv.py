@@ -1827,6 +1827,7 @@ def quiet_run(command, cwd=None):
     are switched off; what the user configured for uv and pip holds."""
     import subprocess
     environ = dict(os.environ, PIP_ROOT_USER_ACTION="ignore", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    announce(command)
     try:
         done = subprocess.run(command, cwd=cwd, env=environ, stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -1854,9 +1855,21 @@ def remember_bytecode(path, source, code):
         pass
 
 
+def captured(command, input=None):
+    """Run COMMAND for what it says: its stdout and stderr, as text, and its status."""
+    import subprocess
+    announce(command)
+    try:
+        return subprocess.run(command, input=input, capture_output=True, text=True)
+    except OSError as e:
+        return subprocess.CompletedProcess(command, 69, "", "cannot run {}: {}\n".format(
+            command[0], e.strerror))
+
+
 def output(command):
     """A command's stdout, or None when it cannot run or fails; its stderr is dropped."""
     import subprocess
+    announce(command)
     try:
         return subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, check=True).stdout
@@ -2023,18 +2036,20 @@ def no_such_binary(env, name):
     direct = [b["name"] for b in offered if b["direct"]] or [b["name"] for b in offered]
     more = len(offered) - len(direct)
     return (
-        "{!r} is not a binary of this project's environment.{}\n"
+        "{!r} is not a binary of this project's environment.\n"
         "  The environment provides: {}{}\n"
         "  To add it, run {} add PACKAGE (or add it to [project] dependencies and run {} "
-        "update-lockfile); or remove the link."
-    ).format(name, did_you_mean(name, [b["name"] for b in offered]), ", ".join(direct) or "none",
+        "update-lockfile); or remove the link.{}"
+    ).format(name, ", ".join(direct) or "none",
              " (and {} more: {} list)".format(more, launcher_command()) if more else "",
-             launcher_command(), launcher_command())
+             launcher_command(), launcher_command(),
+             did_you_mean(name, [b["name"] for b in offered]))
 
 
 def offered_binaries(env):
-    """The console scripts ENV's packages install (their entry points), each with its package
-    and whether that is a direct dependency of the project: those first, then by name."""
+    """The binaries ENV's packages install in bin/ (console scripts, and programs shipped as
+    files, as ruff's: RECORD lists both), each with its package and whether that is a direct
+    dependency of the project: those first, then by name."""
     import importlib.metadata
     try:
         site = site_packages(env.path)
@@ -2045,14 +2060,17 @@ def offered_binaries(env):
     except Problem:  # packaging cannot be had: none is told a direct dependency
         canonical = str
     direct = direct_dependencies(env.home.root)
-    found = []
+    found, bindir = [], os.path.join(env.path, "bin")
     for dist in importlib.metadata.distributions(path=[site]):
         package = canonical(dist.metadata["Name"] or "")
-        for entry in dist.entry_points:
-            if entry.group == "console_scripts" and os.path.exists(
-                    os.path.join(env.path, "bin", entry.name)):
-                found.append({"name": entry.name, "package": package,
-                              "version": dist.version, "direct": package in direct})
+        names = {e.name for e in dist.entry_points if e.group == "console_scripts"}
+        for file in dist.files or ():  # bin/X is ../../../bin/X from site-packages
+            path = os.path.normpath(os.path.join(site, str(file)))
+            if os.path.dirname(path) == bindir:
+                names.add(os.path.basename(path))
+        found += [{"name": name, "package": package, "version": dist.version,
+                   "direct": package in direct}
+                  for name in sorted(names) if os.path.exists(os.path.join(bindir, name))]
     return sorted(found, key=lambda b: (not b["direct"], b["name"]))
 
 
@@ -2177,6 +2195,8 @@ def relock(uv, args, env=None, changes_too=False):
                            "lockfile" in text) or (holding and not words)
                 if holding:
                     held.append(line)
+                elif words[:2] == ["hint:", "If"] and "`--frozen`" in text:
+                    continue  # `uv add --frozen`, to add without locking: not appenv's way
                 elif changes_too or not (words[:1] in (["Added"], ["Removed"], ["Updated"])
                                          and len(words) in (3, 5)):
                     posix.write(2, line)
@@ -2270,7 +2290,7 @@ class NewProject:
                 if "project" in table:
                     raise Problem(65, (
                         "{} already has a [project] table, so this is a project already; nothing "
-                        "was changed. Add dependencies with `{} uv add NAME`, and lock with `{} "
+                        "was changed. Add dependencies with `{} add NAME`, and lock with `{} "
                         "update-lockfile`."
                     ).format(self.pyproject_path, launcher_command(), launcher_command()))
             self._existing = (text, table)
@@ -2568,9 +2588,12 @@ def project_name(text):
 def requirement_text(text):
     """A dependency: a requirement as packaging reads it (PEP 508), in its normal form."""
     try:
-        return str(libraries().Requirement(text.strip()))
+        requirement = libraries().Requirement(text.strip())
+        if any(not s.version for s in requirement.specifier):  # packaging takes `===` alone
+            raise ValueError("{} needs a version".format(requirement.specifier))
     except ValueError as e:
         raise Problem(64, "{!r} is not a requirement: {}".format(redact(text), redact(str(e))))
+    return str(requirement)
 
 
 def binary_name(text):
@@ -3206,7 +3229,8 @@ Example:
         except Problem as problem:
             raise Problem(problem.status, "{}\nTo run init again with these answers:\n  {}"
                           .format(problem.message, self.init_line(new, paths)))
-        first = new.where(new.binaries[0]) if new.binaries else launcher_command() + " uv add NAME"
+        first = (new.where(new.binaries[0]) if new.binaries else
+                 launcher_command() + " add PACKAGE")
         say("created the project {} in {}: {}.\nNext: {}; commit the files: git add {}".format(
             new.name, new.root, ", ".join(new.written()), first, " ".join(new.written())))
         return 0
@@ -3321,9 +3345,10 @@ only then do symlinks use it; an environment already ready is left as it is.""")
 
     @command("Add packages to the project, link their binaries, and lock", text="""
 Runs `uv add --no-sync` at the project root (pyproject.toml and uv.lock, never uv's .venv),
-then links each binary: those named with --binary, else the console scripts of the packages
-added (on a terminal it asks for each; in a script it links them all), and names each link. Then
-summarises the lock's changes and builds the production environment, unless --no-sync.""",
+summarises the lock's changes, builds the production environment (unless --no-sync) and links
+each binary: those named with --binary, else the binaries of the packages added that were not
+dependencies before (on a terminal it asks for each; in a script it links them all), and names
+each link.""",
         arguments=[("<PACKAGES>...", "The packages to add, as requirements (`httpie>=3`)")],
         options=[
         Option("--binary", "Link NAME -> appenv instead of the packages' console scripts",
@@ -3333,25 +3358,42 @@ summarises the lock's changes and builds the production environment, unless --no
     def add(self, options, packages):
         if not packages:
             raise usage_error("add needs at least one package", "add")
-        for package in packages:
-            requirement_text(package)  # 64 before uv runs
+        libs = libraries()
+        names = [libs.canonicalize_name(libs.Requirement(requirement_text(p)).name)
+                 for p in packages]  # 64 before uv runs
         links = [binary_name(b) for b in options.get("--binary", [])]
+        for name in links:  # refused before anything changes
+            if self.linkable(name) is None:
+                raise Problem(65, "{} exists and is not a link to appenv; nothing was changed. "
+                              "Remove it, or leave out --binary {}.".format(
+                                  os.path.join(self.root, name), name))
+        before = direct_dependencies(self.root)
         group = ["--group", options["--group"]] if "--group" in options else []
         env = self.change_lock(["add"] + group + packages, "adding " + " ".join(packages),
                                "--no-sync" in options)
-        if not links and env is not None:
-            added = {libraries().canonicalize_name(libraries().Requirement(p).name)
-                     for p in packages if not p.startswith("-")}
-            links = [b["name"] for b in offered_binaries(env) if b["package"] in added]
-            links = [name for name in links if self.confirm("link ./{}".format(name))]
+        if links or env is None:
             if not links:
-                say("no console scripts of {} in the production environment to link".format(
-                    " ".join(packages)))
-        elif not links:
-            say("no links made: with --no-sync nothing is installed to find the binaries in; "
-                "name them with --binary")
-        for name in links:
-            self.link(name, env)
+                say("no links made: with --no-sync nothing is installed to find the binaries "
+                    "in; name them with --binary")
+            for name in links:
+                self.link(name, env)
+            return 0
+        again = [name for name in names if name in before]
+        if again:  # their links are as the user left them
+            say("{} {} a dependency already: {} links are left as they are".format(
+                ", ".join(again), "was" if len(again) == 1 else "were",
+                "its" if len(again) == 1 else "their"))
+        new = [name for name in names if name not in before]
+        offered = [b["name"] for b in offered_binaries(env) if b["package"] in new]
+        if new and not offered:
+            say("no binaries of {} in the production environment to link{}".format(
+                ", ".join(new), " (the group {} is not part of it: run its tools with `{} run "
+                "NAME`)".format(options["--group"], launcher_command()) if group else ""))
+        for name in offered:
+            if self.linkable(name) is None:
+                say("./{} exists and is not a link to appenv: not linked".format(name))
+            elif self.confirm("link ./{}".format(name)):
+                self.link(name, env)
         return 0
 
     @command("Remove packages from the project, their links, and lock", text="""
@@ -3403,55 +3445,63 @@ unless --no-sync.""", arguments=[("<PACKAGES>...", "The names of the packages to
         sys.stderr.flush()
         return sys.stdin.readline().strip().lower() in ("", "y", "yes")
 
+    def linkable(self, name):
+        """Whether ./NAME is free for a link (True), a link to appenv already (False), or
+        something else (None)."""
+        path = os.path.join(self.root, name)
+        if os.path.islink(path) and os.path.realpath(path) == launcher_file():
+            return False
+        return None if os.path.lexists(path) else True
+
     def link(self, name, env):
         """Link NAME -> the launcher in the project root, unless it is one already."""
-        path = os.path.join(self.root, name)
-        target = os.path.relpath(launcher_file(), self.root)
-        if os.path.islink(path) and os.path.realpath(path) == launcher_file():
+        if self.linkable(name) is False:
             say("./{} is linked already".format(name))
             return
-        if os.path.lexists(path):
-            raise Problem(65, "{} exists and is not a link to appenv; no link was made. Remove "
-                              "it, or leave out --binary {}.".format(path, name))
-        os.symlink(target, path)
+        os.symlink(os.path.relpath(launcher_file(), self.root), os.path.join(self.root, name))
         missing = env is not None and not os.path.exists(os.path.join(env.path, "bin", name))
-        say("linked ./{}{}".format(name, " (no such binary in the environment yet)" if missing
-                                   else ""))
+        say("linked ./{}{}".format(name, " (the environment has no such binary: it runs once "
+                                   "a package provides it)" if missing else ""))
 
     @command("List the locked packages that have newer versions", text="""
 For each package in uv.lock with a newer version: the version locked, the newest that
 pyproject.toml allows (what `update-lockfile --upgrade` would lock: `uv lock --upgrade
 --dry-run`) and the newest there is on the project's indexes (`uv pip compile --no-deps`, for
-the Python uv finds). Writes nothing; exit 0 either way.""", options=[
+the Python uv finds). Writes nothing; exit 0 whether or not any is outdated.""", options=[
         Option("--json", "Print the same as JSON (fields: docs/commands.md)")])
     def outdated(self, options, _arguments):
-        import subprocess
         project = Project(self.root)
         project.check()
         uv, libs = self.plan_uv(), libraries()
         locked = {name: versions_text(versions, libs.Version).split(", ")[-1] for name,
                   versions in LockDiff.packages(project.lock()).items()}
         allowed = {}
-        dry = subprocess.run(uv.command("lock", "--upgrade", "--dry-run", "--project",
-                                        self.root), capture_output=True, text=True)
+        dry = captured(uv.command("lock", "--upgrade", "--dry-run", "--project", self.root))
         if dry.returncode != 0:
             sys.stderr.write(dry.stderr)
-            raise Problem(dry.returncode, "uv lock --upgrade --dry-run failed")
+            raise Problem(dry.returncode, "finding the versions pyproject.toml allows failed "
+                          "(uv lock --upgrade --dry-run exited with status {})".format(
+                              dry.returncode))
         for line in dry.stderr.splitlines():  # "Update tool-a v1.0 -> v2.0"
             words = line.split()
             if len(words) == 5 and words[0] == "Update" and words[3] == "->":
                 allowed[words[1]] = words[4].lstrip("v")
-        newest = {}
-        found = subprocess.run(uv.command("pip", "compile", "--directory", self.root,
-                                          "--no-deps", "--no-header", "--no-annotate",
-                                          "--quiet", "-"), input="\n".join(locked),
-                               capture_output=True, text=True)
-        for line in found.stdout.splitlines():
-            try:
-                requirement = libs.Requirement(line)
-                newest[requirement.name] = next(iter(requirement.specifier)).version
-            except (ValueError, StopIteration):
-                continue
+        newest, unknown = {}, []
+        # all at once; one that has no release for this platform fails them all: then each
+        for names in [list(locked)] + [[name] for name in locked]:
+            found = captured(uv.command("pip", "compile", "--directory", self.root, "--no-deps",
+                                        "--no-header", "--no-annotate", "--quiet", "-"),
+                             "\n".join(names))
+            for line in found.stdout.splitlines():
+                try:
+                    requirement = libs.Requirement(line)
+                    newest[requirement.name] = next(iter(requirement.specifier)).version
+                except (ValueError, StopIteration):
+                    continue
+            if found.returncode == 0 and len(names) == len(locked):
+                break
+            if found.returncode != 0 and len(names) == 1:
+                unknown.append(names[0])
         report = []
         for name, version in sorted(locked.items()):
             row = {"name": name, "locked": version, "allowed": allowed.get(name, version),
@@ -3472,7 +3522,12 @@ the Python uv finds). Writes nothing; exit 0 either way.""", options=[
             sys.stdout.write("".join("  ".join(cell.ljust(w) for cell, w in zip(row, width))
                                      .rstrip() + "\n" for row in rows))
         else:
-            say("every locked package is at its newest version")
+            say("{} locked package is at its newest version".format("every other" if unknown
+                                                                     else "every"))
+        if unknown:
+            say("the newest version of {} is unknown: uv finds none for this machine's Python "
+                "and platform (`{} uv pip compile --no-deps -` says why)".format(
+                    ", ".join(unknown), launcher_command()))
         return 0
 
     @command("Update uv.lock from pyproject.toml and summarise the changes", text="""
@@ -3562,8 +3617,8 @@ ARGS in the current directory.""", usage="[ARGS]...", passes_on="all")
     @command("List the project's links and the binaries its environment offers", text="""
 Builds the production environment when needed (as a symlink would), then lists each link to
 appenv in the project with the binary it runs and whether the environment has it, and every
-binary (console script) the environment's packages offer: those of the project's direct
-dependencies first, with their package and version.""", options=[
+binary the environment's packages install (console scripts and programs): those of the
+project's direct dependencies first, with their package and version.""", options=[
         Option("--json", "Print the same as JSON (fields: docs/commands.md)")])
     def list_(self, options, _arguments):
         env = production_environment(self.root)
@@ -3761,6 +3816,7 @@ class Status:
             return None
         import subprocess
         command = self.found_uv.command("lock", "--check", "--offline", "--project", self.root)
+        announce(command)
         try:
             status = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL).returncode

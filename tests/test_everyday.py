@@ -37,6 +37,38 @@ def test_add_in_a_script_links_every_console_script_and_builds(project):
     assert (project.current() / "bin" / "tool-x").exists()  # built by add itself
 
 
+def test_add_links_a_program_shipped_as_a_file_and_remove_takes_it_away(project):
+    """Not every binary is a console script: ruff's is a file in the wheel (.data/scripts)."""
+    result = project.cmd("add", "file-tool", stdin=subprocess.DEVNULL, check=0)
+    assert "linked ./file-tool" in result.stderr
+    assert project.run(["./file-tool"], check=0).stdout == "file-tool ran\n"
+    names = [b["name"] for b in json.loads(project.cmd("list", "--json", check=0).stdout)[
+        "binaries"]]
+    assert "file-tool" in names and "python" not in names
+    project.link("file-too")
+    assert "similar name exists: 'file-tool'" in project.run(["./file-too"]).stderr
+    assert "removed the link ./file-tool" in project.cmd("remove", "file-tool", check=0).stderr
+    assert not os.path.lexists(project.root / "file-tool")
+
+
+def test_add_refuses_a_link_over_a_file_before_it_changes_anything(project):
+    (project.root / "tool-y").write_text("mine\n")
+    lock = (project.root / "uv.lock").read_text()
+    project.refused([project.appenv, "add", "two-tools", "--binary", "tool-y"], 65,
+                    "is not a link to appenv; nothing was changed")
+    assert (project.root / "uv.lock").read_text() == lock
+    result = project.cmd("add", "two-tools", stdin=subprocess.DEVNULL, check=0)  # the others
+    assert "./tool-y exists and is not a link to appenv: not linked" in result.stderr
+    assert "linked ./tool-x" in result.stderr and (project.root / "tool-y").read_text() == "mine\n"
+
+
+def test_adding_a_dependency_again_leaves_its_links_as_they_are(project):
+    project.cmd("add", "two-tools", "--binary", "tool-y", check=0)
+    result = project.cmd("add", "two-tools>=1", stdin=subprocess.DEVNULL, check=0)
+    assert "two-tools was a dependency already" in result.stderr
+    assert not os.path.lexists(project.root / "tool-x")
+
+
 def test_add_links_only_the_binaries_named_and_no_sync_builds_nothing(project):
     result = project.cmd("add", "two-tools", "--binary", "tool-y", check=0)
     assert "linked ./tool-y" in result.stderr and not (project.root / "tool-x").exists()
@@ -50,7 +82,10 @@ def test_add_links_only_the_binaries_named_and_no_sync_builds_nothing(project):
 def test_add_refuses_what_is_not_a_requirement_with_nothing_changed(project):
     project.refused([project.appenv, "add", "tool-a >> 1"], 64, "not a requirement")
     project.refused([project.appenv, "add"], 64, "at least one package")
-    project.refused([project.appenv, "add", "no-such-package"], 1, "adding no-such-package failed")
+    project.refused([project.appenv, "add", "tool-a ==="], 64, "=== needs a version")
+    result = project.refused([project.appenv, "add", "no-such-package"], 1,
+                             "adding no-such-package failed")
+    assert "--frozen" not in result.stderr  # uv's hint for `uv add`, not appenv's
 
 
 def test_remove_takes_the_links_of_the_tool_away(project):
@@ -77,6 +112,14 @@ def test_outdated_names_the_locked_allowed_and_newest_versions(project_factory):
     text = project.cmd("outdated", check=0).stdout
     assert text.splitlines()[0].split() == ["Package", "Locked", "Allowed", "Newest"]
     assert "lib-b" in text and 'version = "1.0"' in (project.root / "uv.lock").read_text()
+
+
+def test_outdated_still_compares_the_others_when_a_package_is_for_another_platform(
+        project_factory):
+    project = project_factory(dependencies=["tool-a==1.0", "win-only; sys_platform == 'win32'"])
+    result = project.cmd("outdated", "--json", check=0)
+    assert [row["name"] for row in json.loads(result.stdout)] == ["tool-a"]
+    assert "the newest version of win-only is unknown" in result.stderr
 
 
 def test_list_shows_the_links_and_the_binaries_direct_dependencies_first(project_factory):
@@ -115,6 +158,8 @@ def test_verbose_says_each_uv_command(project):
     (project.root / "pyproject.toml").write_text(
         (project.root / "pyproject.toml").read_text() + "\n[tool.ruff]\n")
     assert "appenv: running " in project.cmd("-v", "update-lockfile", check=0).stderr
+    for argv in (["-v", "status"], ["outdated", "-v"]):  # what they run for themselves too
+        assert "appenv: running " in project.cmd(*argv, check=0).stderr, argv
 
 
 def git(root, *args):
