@@ -233,14 +233,28 @@ class Home:
         return Environment(self, key, selection, base) if key else None
 
     def pyproject_digest(self, name, full, data, compute):
-        """The digest of what uv installs depends on in pyproject.toml NAME, whose bytes have
-        the digest FULL: remembered in the home (the warm path looks only there), else in
-        appenv's cache (a fresh clone), else worked out by parsing it, when COMPUTE."""
+        """What stands for pyproject.toml NAME, whose bytes have the digest FULL, in the
+        fingerprint: the digest of the first bytes this home saw with the same relevant part
+        (what uv installs depends on, `pyproject_digest`), so that files that differ only in
+        other tools' tables share an environment. Remembered in the home (the warm path looks
+        only there); else worked out when COMPUTE, else None. A home that has seen no file yet
+        takes FULL at once: uv can start syncing, and `settle` parses meanwhile."""
         value = read_memo(self.path + "/pyproject", full)
         if value is None and compute:
-            value = remembered_pyproject_digest(self.root, name, full, data)
-            self.learned[full] = value
+            relevant = None
+            if exists(self.path + "/relevant"):
+                relevant = remembered_pyproject_digest(self.root, name, full, data)
+                value = read_memo(self.path + "/relevant", relevant)
+            value = value or full
+            self.learned[full] = [name, data, relevant, value]
         return value
+
+    def settle(self):
+        """Work out the relevant part of each pyproject.toml that `pyproject_digest` took as
+        the first of its kind without parsing it (while uv syncs)."""
+        for full, learned in self.learned.items():
+            if learned[2] is None:
+                learned[2] = remembered_pyproject_digest(self.root, learned[0], full, learned[1])
 
     def members(self, base):
         """The pyproject.toml files of the workspace members and path dependencies, recorded
@@ -265,15 +279,21 @@ class Home:
         return found
 
     def save_relevant(self):
-        """Remember in the home what `pyproject_digest` worked out, for the warm path; only
-        where a build made the home (and a read-only one is left as it is)."""
-        for full, value in self.learned.items():
+        """Remember in the home what `pyproject_digest` worked out, for the warm path: what
+        stands for each file, and for each relevant part the file that stands for it. Only
+        where a build made the home (a read-only one is left as it is), and not for a file
+        that is not TOML (uv says what is wrong; it is parsed again next time)."""
+        self.settle()
+        for full, (_name, _data, relevant, value) in self.learned.items():
+            if relevant == full or not exists(self.path):
+                continue
             try:
-                if exists(self.path) and value != full:
-                    make_dirs(self.path + "/pyproject")
-                    write_atomically("{}/pyproject/{}".format(self.path, full), value,
-                                     durable=False)
-                    prune(self.path + "/pyproject", 50)
+                for kind, name in (("pyproject", full), ("relevant", relevant)):
+                    if kind == "pyproject" or read_memo(self.path + "/relevant", name) is None:
+                        make_dirs("{}/{}".format(self.path, kind))
+                        write_atomically("{}/{}/{}".format(self.path, kind, name), value,
+                                         durable=False)
+                        prune("{}/{}".format(self.path, kind), 50)
             except OSError:
                 pass
         self.learned = {}
@@ -652,7 +672,7 @@ def build(root, env, partial=()):
             env = builder.ensure(root, env, partial, plan)
         except OSError as e:  # a full or failing disk as the build ends: nothing marked ready
             raise builder.cannot_write(e)
-    env.home.save_relevant()
+        env.home.save_relevant()
     return env
 
 
@@ -991,6 +1011,7 @@ class Builder:
         except UvCannotStart:
             return Plan.of(root, env.selection), None
         try:
+            self.home.settle()
             plan = Plan.of(root, env.selection)
         except BaseException:
             stop(started)
@@ -3671,7 +3692,7 @@ The next run builds the environment again.""")
             return 0
         kept = []
         with Builder(home):
-            for memos in ("pyproject", "members"):  # worked out again by the next build
+            for memos in ("pyproject", "relevant", "members"):  # worked out again when needed
                 remove_tree(os.path.join(home.path, memos))
             for entry in sorted(os.listdir(home.envs)):
                 if not discard_unless_in_use(os.path.join(home.envs, entry)):

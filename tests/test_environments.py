@@ -722,6 +722,32 @@ def test_another_tools_table_builds_nothing_and_a_dependency_does(project, tmp_p
     assert "hatch" in pyproject_digest_tables(project, build + "[tool.hatch.x]\ny = 1\n")
 
 
+def test_a_fresh_clone_s_new_pyproject_toml_is_built_once_and_other_tables_still_count_not(
+        project, tmp_path):
+    """A home's first build takes a pyproject.toml new to this machine as it is, so that uv
+    starts before appenv has parsed it; another tool's table edited afterwards still builds
+    nothing, and neither does going back to a file built before."""
+    env, log = logged_uv(project, tmp_path)
+    assert version_of(project.run(["./tool-a"], env=env)) == "1.0"  # the plan, remembered
+    clone = project.clone("clone")
+    log.write_text("")
+    path = clone.root / "pyproject.toml"
+    first = path.read_text() + "# new to this machine\n"
+    path.write_text(first)
+    assert version_of(clone.run(["./tool-a"], env=env)) == "1.0" and commands(log) == ["sync"]
+    path.write_text(first + "[tool.ruff]\nline-length = 99\n")
+    assert version_of(clone.run(["./tool-a"], env=env)) == "1.0" and commands(log) == ["sync"]
+    relock(clone, ["tool-a==1.5"])
+    log.write_text("")
+    assert version_of(clone.run(["./tool-a"], env=env)) == "1.5" and commands(log) == ["sync"]
+    path.write_text(path.read_text() + "[tool.black]\n")
+    assert version_of(clone.run(["./tool-a"], env=env)) == "1.5"
+    (clone.root / "uv.lock").write_text((project.root / "uv.lock").read_text())
+    path.write_text(first + "[tool.isort]\n")
+    assert version_of(clone.run(["./tool-a"], env=env)) == "1.0"
+    assert commands(log) == ["sync"] and len(clone.environments()) == 2
+
+
 def pyproject_digest_tables(project, text):
     """The [tool.X] tables that count for TEXT as pyproject.toml: those whose digest changes
     when the table does."""

@@ -85,7 +85,7 @@ def test_locked_versions_are_kept_and_the_links_keep_working(classic):
         assert (project.root / name).read_bytes() == data
     # The classic environments are gone; appenv's own are in .appenv/envs.
     assert sorted(os.listdir(project.root / ".appenv")) == [".gitignore", "current", "envs",
-                                                           "lock", "pyproject"]
+                                                           "lock", "pyproject", "relevant"]
     assert (project.root / ".gitignore").read_text() == ".appenv/\n.venv/\n"
     # A normal project from now on: locked as pyproject.toml says, and free to upgrade.
     assert project.cmd("update-lockfile", "--check").returncode == 0
