@@ -926,10 +926,15 @@ class Builder:
             return Problem(73, "{} is failing (input/output error{}): the environment was not "
                                "built. Check the disk, or set APPENV_HOME=DIR to build elsewhere."
                            .format(where, ", " + e.filename if e.filename else ""))
-        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        if e.errno == errno.EROFS:
+            return Problem(73, "{} is on a read-only file system: the environment for this "
+                           "uv.lock is not built yet. Run `{} prepare` where it can be written "
+                           "(before the deploy is made read-only), or set APPENV_HOME=DIR to "
+                           "keep environments elsewhere.".format(where, launcher_command()))
+        if e.errno not in (errno.EACCES, errno.EPERM):
             return Problem(73, "building in {} failed: {}{}: the environment was not built."
-                           .format(where, e.strerror, " ({})".format(e.filename) if e.filename
-                                   else ""))
+                           .format(where, e.strerror or e, " ({})".format(e.filename)
+                                   if e.filename else ""))
         return Problem(73, (
             "cannot write {}: {}. The environment for this uv.lock is not built yet. Run "
             "`{} prepare` as the owner of {}, or set APPENV_HOME=DIR to keep environments "
@@ -943,7 +948,7 @@ class Builder:
             if env.is_ready():  # built by the appenv we waited for; enough for partial too
                 self.point_current(env)
                 return env
-            if exists(env.marker) and in_use(env.path):
+            if exists(env.marker) and in_use(env.path, unknown=False):
                 say("the environment {} was changed by hand (or lost its interpreter), but a "
                     "running process uses it: it is used as it is, and rebuilt once no process "
                     "holds it".format(env.path))
@@ -1170,9 +1175,10 @@ def discard_unless_in_use(path):
     return unless_in_use(path, discard) is not False
 
 
-def in_use(path, running=None):
+def in_use(path, running=None, unknown=True):
     """Whether a process holds the environment (`Environment.hold`: its exclusive lock is
-    tried for a moment, no longer) or runs from it (RUNNING: what `runs_from` found)."""
+    tried for a moment, no longer) or runs from it (RUNNING: what `runs_from` found); UNKNOWN
+    where /proc cannot tell (to keep an environment: yes; to repair one: the lock decides)."""
     import fcntl
     try:
         fd = posix.open(path + "/" + READY, posix.O_RDONLY)
@@ -1186,7 +1192,7 @@ def in_use(path, running=None):
         posix.close(fd)
     if running is None:
         running = runs_from([path])
-    return running is None or path in running
+    return unknown if running is None else path in running
 
 
 def unless_in_use(path, action):
@@ -1226,7 +1232,7 @@ def runs_from(paths):
         pids = [p for p in posix.listdir("/proc") if p.isdigit() and int(p) != posix.getpid()]
     except OSError:
         return None if sys.platform.startswith("linux") else found  # no /proc: the lock alone
-    if posix.geteuid() != 0 and proc_hides_processes(read_bytes("/proc/self/mountinfo")):
+    if posix.geteuid() != 0 and proc_hides_processes():
         return None  # other users' processes are not listed at all
     for pid in pids:
         base = "/proc/" + pid
@@ -1251,17 +1257,24 @@ def runs_from(paths):
     return found
 
 
-def proc_hides_processes(mountinfo):
-    """Whether /proc, as MOUNTINFO (/proc/self/mountinfo) says it is mounted, leaves other
-    users' processes out of its listing: hidepid=2 (invisible) or 4 (ptraceable)."""
+def proc_hides_processes(mountinfo=None, groups=None):
+    """Whether /proc, as MOUNTINFO (/proc/self/mountinfo) says it is mounted (the last mount
+    there is the one seen), leaves other users' processes out of its listing: hidepid=2
+    (invisible) or 4 (ptraceable), unless this user is in its gid= group (GROUPS)."""
+    try:
+        mountinfo = read_bytes("/proc/self/mountinfo") if mountinfo is None else mountinfo
+        groups = set(posix.getgroups()) | {posix.getegid()} if groups is None else groups
+    except (Problem, OSError):
+        return True  # cannot tell: what runs cannot be known either
+    hides = False
     for line in (mountinfo or b"").splitlines():
         fields, _, source = line.partition(b" - ")
         fields, source = fields.split(), source.split()
         if len(fields) > 4 and fields[4] == b"/proc" and source[:1] == [b"proc"]:
-            options = b",".join(source[2:]).split(b",")
-            return any(o in (b"hidepid=2", b"hidepid=4", b"hidepid=invisible",
-                             b"hidepid=ptraceable") for o in options)
-    return False
+            options = dict(o.partition(b"=")[::2] for o in b",".join(source[2:]).split(b","))
+            hides = options.get(b"hidepid") in (b"2", b"4", b"invisible", b"ptraceable") and \
+                not (options.get(b"gid", b"").isdigit() and int(options[b"gid"]) in groups)
+    return hides
 
 
 def discard(path):
@@ -2085,14 +2098,29 @@ def offered_binaries(env):
     for dist in importlib.metadata.distributions(path=[site]):
         package = canonical(dist.metadata["Name"] or "")
         names = {e.name for e in dist.entry_points if e.group == "console_scripts"}
-        for file in dist.files or ():  # bin/X is ../../../bin/X from site-packages
+        try:
+            files = dist.files or ()
+        except Exception:  # a damaged RECORD: its console scripts still count
+            files = ()
+        for file in files:  # bin/X is ../../../bin/X from site-packages
             path = os.path.normpath(os.path.join(site, str(file)))
-            if os.path.dirname(path) == bindir:
+            if os.path.dirname(path) == bindir and is_program(path):
                 names.add(os.path.basename(path))
         found += [{"name": name, "package": package, "version": dist.version,
                    "direct": package in direct}
                   for name in sorted(names) if os.path.exists(os.path.join(bindir, name))]
     return sorted(found, key=lambda b: (not b["direct"], b["name"]))
+
+
+def is_program(path):
+    """Whether PATH is a program this system runs: a script (#!) or an ELF binary, not a
+    shell completion or a Windows .cmd that a wheel also puts in bin/."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(4)
+    except OSError:
+        return False
+    return start[:2] == b"#!" or start == b"\x7fELF"
 
 
 def direct_dependencies(root):
@@ -3388,7 +3416,6 @@ each link.""",
                 raise Problem(65, "{} exists and is not a link to appenv; nothing was changed. "
                               "Remove it, or leave out --binary {}.".format(
                                   os.path.join(self.root, name), name))
-        before = direct_dependencies(self.root)
         group = ["--group", options["--group"]] if "--group" in options else []
         env = self.change_lock(["add"] + group + packages, "adding " + " ".join(packages),
                                "--no-sync" in options)
@@ -3399,22 +3426,23 @@ each link.""",
             for name in links:
                 self.link(name, env)
             return 0
-        again = [name for name in names if name in before]
-        if again:  # their links are as the user left them
-            say("{} {} a dependency already: {} links are left as they are".format(
-                ", ".join(again), "was" if len(again) == 1 else "were",
-                "its" if len(again) == 1 else "their"))
-        new = [name for name in names if name not in before]
-        offered = [b["name"] for b in offered_binaries(env) if b["package"] in new]
-        if new and not offered:
-            say("no binaries of {} in the production environment to link{}".format(
-                ", ".join(new), " (the group {} is not part of it: run its tools with `{} run "
-                "NAME`)".format(options["--group"], launcher_command()) if group else ""))
-        for name in offered:
-            if self.linkable(name) is None:
-                say("./{} exists and is not a link to appenv: not linked".format(name))
-            elif self.confirm("link ./{}".format(name)):
-                self.link(name, env)
+        offered = offered_binaries(env)
+        for package in names:
+            binaries = [b["name"] for b in offered if b["package"] == package]
+            if not binaries:
+                say("no binaries of {} in the production environment to link{}".format(
+                    package, " (a dependency group is part of it only where [tool.appenv] "
+                    "groups says so; run the group's tools with `{} run NAME`)".format(
+                        launcher_command()) if group else ""))
+            elif any(self.linkable(name) is False for name in binaries):
+                say("{} is linked already (./{}): its links are left as they are".format(
+                    package, next(n for n in binaries if self.linkable(n) is False)))
+                continue
+            for name in binaries:
+                if self.linkable(name) is None:
+                    say("./{} exists and is not a link to appenv: not linked".format(name))
+                elif self.confirm("link ./{}".format(name)):
+                    self.link(name, env)
         return 0
 
     @command("Remove packages from the project, their links, and lock", text="""
@@ -3493,9 +3521,13 @@ the Python uv finds). Writes nothing; exit 0 whether or not any is outdated.""",
     def outdated(self, options, _arguments):
         project = Project(self.root)
         project.check()
-        uv, libs = self.plan_uv(), libraries()
+        uv, libs, lock = self.plan_uv(), libraries(), project.lock()
         locked = {name: versions_text(versions, libs.Version).split(", ")[-1] for name,
-                  versions in LockDiff.packages(project.lock()).items()}
+                  versions in LockDiff.packages(lock).items()}
+        # the newest there is, of packages from an index (not a path, a URL or git)
+        indexed = sorted({p["name"] for p in lock.get("package", []) if isinstance(p, dict)
+                          and isinstance(p.get("source"), dict) and "registry" in p["source"]
+                          and p.get("name") in locked})
         allowed = {}
         dry = captured(uv.command("lock", "--upgrade", "--dry-run", "--project", self.root))
         if dry.returncode != 0:
@@ -3507,22 +3539,27 @@ the Python uv finds). Writes nothing; exit 0 whether or not any is outdated.""",
             words = line.split()
             if len(words) == 5 and words[0] == "Update" and words[3] == "->":
                 allowed[words[1]] = words[4].lstrip("v")
-        newest, unknown = {}, []
+        newest, unknown, first = {}, [], None
         # all at once; one that has no release for this platform fails them all: then each
-        for names in [list(locked)] + [[name] for name in locked]:
+        for names in [indexed] + [[name] for name in indexed] * (len(indexed) > 1):
             found = captured(uv.command("pip", "compile", "--directory", self.root, "--no-deps",
                                         "--no-header", "--no-annotate", "--quiet", "-"),
                              "\n".join(names))
+            first = first or found
             for line in found.stdout.splitlines():
                 try:
                     requirement = libs.Requirement(line)
                     newest[requirement.name] = next(iter(requirement.specifier)).version
                 except (ValueError, StopIteration):
                     continue
-            if found.returncode == 0 and len(names) == len(locked):
+            if found.returncode == 0 and names is indexed:
                 break
             if found.returncode != 0 and len(names) == 1:
                 unknown.append(names[0])
+        if indexed and len(unknown) == len(indexed) and len(indexed) > 1:
+            sys.stderr.write(first.stderr)  # not one package: the index, the network
+            raise Problem(first.returncode, "finding the newest versions failed (uv pip compile "
+                          "exited with status {})".format(first.returncode))
         report = []
         for name, version in sorted(locked.items()):
             row = {"name": name, "locked": version, "allowed": allowed.get(name, version),
@@ -3833,6 +3870,7 @@ class Status:
             self.project.check_present()  # a FIFO would block uv: not to be told
             if self.project.lock_conflict() is not None:
                 return False
+            member_files(self.root, self.project.member_patterns())
         except Problem:
             return None
         import subprocess

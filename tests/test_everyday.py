@@ -63,9 +63,13 @@ def test_add_refuses_a_link_over_a_file_before_it_changes_anything(project):
 
 
 def test_adding_a_dependency_again_leaves_its_links_as_they_are(project):
+    """Unless none of its binaries is linked yet: added to a group first, or with --no-sync."""
+    project.cmd("add", "tool-c", "--no-sync", check=0)
+    assert "linked ./tool-c" in project.cmd("add", "tool-c", stdin=subprocess.DEVNULL,
+                                            check=0).stderr
     project.cmd("add", "two-tools", "--binary", "tool-y", check=0)
     result = project.cmd("add", "two-tools>=1", stdin=subprocess.DEVNULL, check=0)
-    assert "two-tools was a dependency already" in result.stderr
+    assert "two-tools is linked already (./tool-y)" in result.stderr
     assert not os.path.lexists(project.root / "tool-x")
 
 

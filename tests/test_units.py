@@ -460,6 +460,10 @@ def test_proc_mounted_with_hidepid_hides_other_users_processes(options, hides):
     """Where /proc leaves them out, `runs_from` cannot know: the environment is kept."""
     mountinfo = (b"20 1 0:19 / / rw - ext4 /dev/sda1 rw,hidepid=2\n"
                  b"22 27 0:21 / /proc rw,relatime shared:12 - proc proc " + options + b"\n")
-    assert appenv.proc_hides_processes(mountinfo) is hides
-    assert appenv.proc_hides_processes(b"") is False
-    assert appenv.proc_hides_processes(None) is False
+    assert appenv.proc_hides_processes(mountinfo, set()) is hides
+    assert appenv.proc_hides_processes(b"", set()) is False
+    stacked = mountinfo + b"30 22 0:40 / /proc rw - proc proc rw,hidepid=invisible\n"
+    assert appenv.proc_hides_processes(stacked, set()) is True  # the last mount is seen
+    exempt = b"22 27 0:21 / /proc rw - proc proc rw,hidepid=2,gid=10\n"
+    assert appenv.proc_hides_processes(exempt, {10}) is False
+    assert appenv.proc_hides_processes(exempt, {11}) is True
