@@ -1,6 +1,7 @@
 """Production environments: exact, keyed by content, safe under crashes and concurrency."""
 
 import contextlib
+import errno
 import json
 import os
 import random
@@ -651,6 +652,58 @@ def test_a_disk_that_fills_as_uv_finishes_is_73_and_the_next_run_works(project, 
     assert "as the owner" not in result.stderr.split("\n")[-2]  # not the permission advice
     assert lines[1] == "status 0" and json.loads((project.root / "out-2").read_text())
     assert lines[2] == "status 73" and result.stderr.count("is out of space") == 2
+
+
+FAILING_DISK = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* rename() and renameat() of a file to .../appenv-ready fail with errno FAIL_READY_ERRNO. */
+static int failing(const char *path) {
+    const char *e = getenv("FAIL_READY_ERRNO");
+    size_t n = strlen(path);
+    if (e && n >= 13 && strcmp(path + n - 13, "/appenv-ready") == 0) {
+        errno = atoi(e);
+        return 1;
+    }
+    return 0;
+}
+int rename(const char *old, const char *new) {
+    static int (*real)(const char *, const char *);
+    if (failing(new)) return -1;
+    if (!real) real = dlsym(RTLD_NEXT, "rename");
+    return real(old, new);
+}
+int renameat(int od, const char *old, int nd, const char *new) {
+    static int (*real)(int, const char *, int, const char *);
+    if (failing(new)) return -1;
+    if (!real) real = dlsym(RTLD_NEXT, "renameat");
+    return real(od, old, nd, new);
+}
+"""
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="needs gcc to build an LD_PRELOAD shim")
+@pytest.mark.parametrize("code, words", [(errno.EIO, "is failing (input/output error"),
+                                         (errno.EDQUOT, "is out of space (Disk quota exceeded)")])
+def test_a_disk_that_fails_or_a_quota_as_the_build_ends_is_73(project, tmp_path, code, words):
+    """EIO or EDQUOT where appenv marks the environment ready (an LD_PRELOAD shim makes that
+    rename fail, as a failing disk or a full quota would): 73 saying which, nothing ready; the
+    next run, on a sound disk, works."""
+    source = tmp_path / "failing.c"
+    source.write_text(FAILING_DISK)
+    shim = tmp_path / "failing.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(shim), str(source), "-ldl"], check=True)
+    result = project.run(["./tool-a"], env={"LD_PRELOAD": str(shim),
+                                            "FAIL_READY_ERRNO": str(code)})
+    assert result.returncode == 73 and words in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not list(project.root.glob(".appenv/envs/*/appenv-ready"))
+    assert version_of(project.run(["./tool-a"])) == "1.0"
 
 
 def test_a_lock_switched_and_back_during_a_build_is_built_again(project, tmp_path):
