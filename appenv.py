@@ -2040,8 +2040,9 @@ class Uv(UvBinary):
         try:
             version = None if failure else cls.version_of(os.path.join(staging, "bin", "uv"))
             if version is None:
-                tried.append("pip install {} with {}: {}".format(
-                    requirement, sys.executable, failure or "no uv binary came of it"))
+                tried.append("pip install {} with {}{}: {}".format(
+                    requirement, sys.executable, " (UV_OFFLINE is set: pip looked in no "
+                    "index)" if offline else "", failure or "no uv binary came of it"))
                 return None
             final = os.path.join(base, version)
             try:

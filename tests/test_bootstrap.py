@@ -120,6 +120,8 @@ def test_no_uv_and_none_installable_is_69(project, tmp_path, index):
     assert result.returncode == 69
     assert "uv on PATH: not found" in result.stderr and "pip install uv" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+    result = project.run(["./tool-a"], env=dict(env, UV_OFFLINE="1"))  # says why pip could not
+    assert result.returncode == 69 and "UV_OFFLINE is set: pip looked in no index" in result.stderr
 
 
 def test_appenv_uv_is_used_first(project, tmp_path):
