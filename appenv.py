@@ -1810,6 +1810,9 @@ def install_libraries(name, target, tried):
     outside = "/"  # uv reads pyproject.toml and uv.toml from the directory up: none here
     attempts = []
     uv = Uv.at_hand()
+    if uv is None and not offline:  # uv first, so that the libraries come into uv's cache too
+        installed = Uv.install(None, [], None)
+        uv = installed and installed.path
     if uv:
         command = [uv, "pip", "install", "--quiet", "--python", sys.executable, "--target",
                    staging] + no_index + requirements
@@ -2015,9 +2018,10 @@ class Uv(UvBinary):
     @classmethod
     def install(cls, required, tried, root):
         """pip install uv into <cache>/appenv/uv/<version>, honouring pip's configuration."""
-        libs = libraries()  # a specifier for pip: the only place that needs packaging for uv
-        wanted = libs.SpecifierSet(">=" + MIN_UV)
-        if required:
+        wanted = ">=" + MIN_UV
+        if required:  # a specifier for pip: the only place that needs packaging for uv
+            libs = libraries()
+            wanted = libs.SpecifierSet(wanted)
             try:
                 wanted &= libs.SpecifierSet(required)
             except libs.InvalidSpecifier:

@@ -291,6 +291,27 @@ def test_offline_the_libraries_come_from_uv_s_cache(own_index_project, user_inde
     assert "upgraded   tool-a 1.0 -> 1.5" in result.stderr
 
 
+def test_offline_after_a_first_run_without_uv_the_libraries_are_in_uv_s_cache(
+        own_index_project, user_index, tmp_path):
+    """The first run had no uv: appenv installs uv before its libraries, so that they come
+    through uv, into uv's cache, and an offline run without ~/.cache/appenv finds them."""
+    python = pyenv_python(9) or PYTHON
+    project = own_index_project()
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python3").symlink_to(python)
+    with served(user_index) as url:
+        env = dict(fresh_home(tmp_path, url), PATH="{}:/usr/bin:/bin".format(bindir),
+                   UV_CACHE_DIR=str(tmp_path / "uv-cache"), APPENV_UV=None)
+        first = project.cmd("update-lockfile", env=env, check=0)
+        assert "installing uv" in first.stderr
+    shutil.rmtree(os.path.join(env["HOME"], ".cache", "appenv"))
+    project.pyproject(["tool-a==1.5"], extra=project_index(project))
+    result = project.cmd("update-lockfile", env=dict(env, UV_OFFLINE="1", APPENV_UV=UV))
+    assert result.returncode == 0, result.stderr
+    assert "upgraded   tool-a 1.0 -> 1.5" in result.stderr
+
+
 def project_index(project):
     text = (project.root / "pyproject.toml").read_text()
     return text[text.index("[[tool.uv.index]]"):]
