@@ -1803,7 +1803,6 @@ def install_libraries(name, target, tried):
     UV_OFFLINE and PIP_NO_INDEX hold for each. Only NAME: a symlink that needs tomli works
     where packaging cannot be had."""
     requirements = [WANTED[name]]
-    say("installing {} for appenv into {}".format(requirements[0], target))
     offline = truthy(os.environ.get("UV_OFFLINE"))
     no_index = ["--no-index"] if truthy(os.environ.get("PIP_NO_INDEX")) else []
     staging = target + ".tmp-{}".format(os.getpid())
@@ -1813,6 +1812,7 @@ def install_libraries(name, target, tried):
     if uv is None and not offline:  # uv first, so that the libraries come into uv's cache too
         installed = Uv.install(None, [], None)
         uv = installed and installed.path
+    say("installing {} for appenv into {}".format(requirements[0], target))
     if uv:
         command = [uv, "pip", "install", "--quiet", "--python", sys.executable, "--target",
                    staging] + no_index + requirements
@@ -1862,17 +1862,11 @@ def quiet_run(command, cwd=None):
     """Run a helper of appenv's own with nothing on the terminal; None when it succeeded, else
     why not, with the last line of what it said. pip's notices (running as root, a newer pip)
     are switched off; what the user configured for uv and pip holds."""
-    import subprocess
     environ = dict(os.environ, PIP_ROOT_USER_ACTION="ignore", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    announce(command)
-    try:
-        done = subprocess.run(command, cwd=cwd, env=environ, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    except OSError as e:
-        return "cannot run {}: {}".format(command[0], e.strerror)
+    done = captured(command, cwd=cwd, env=environ)
     if done.returncode == 0:
         return None
-    said = [line for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    said = [line for line in done.stderr.splitlines() if line.strip()]
     return "exit status {}{}".format(done.returncode, ": " + said[-1].strip() if said else "")
 
 
@@ -1892,26 +1886,26 @@ def remember_bytecode(path, source, code):
         pass
 
 
-def captured(command, input=None):
-    """Run COMMAND for what it says: its stdout and stderr, as text, and its status."""
+def captured(command, input=None, cwd=None, env=None, text=True):
+    """Run COMMAND for what it says, given INPUT (else no stdin): its status, stdout and
+    stderr (as text, unless not TEXT); status 69 when it cannot be started at all. The one way
+    appenv runs a helper whose output it reads. It runs under Python 3.6 too (newest_python),
+    which has neither capture_output nor text."""
     import subprocess
     announce(command)
     try:
-        return subprocess.run(command, input=input, capture_output=True, text=True)
+        return subprocess.run(command, input=input, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=text,
+                              stdin=None if input is not None else subprocess.DEVNULL)
     except OSError as e:
-        return subprocess.CompletedProcess(command, 69, "", "cannot run {}: {}\n".format(
-            command[0], e.strerror))
+        said = "cannot run {}: {}".format(command[0], e.strerror)
+        return subprocess.CompletedProcess(command, 69, "", said if text else said.encode())
 
 
 def output(command):
-    """A command's stdout, or None when it cannot run or fails; its stderr is dropped."""
-    import subprocess
-    announce(command)
-    try:
-        return subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
+    """A command's stdout as bytes, or None when it cannot run or fails."""
+    done = captured(command, text=False)
+    return done.stdout if done.returncode == 0 else None
 
 
 # --- uv --------------------------------------------------------------------------------------
@@ -3878,15 +3872,8 @@ class Status:
             member_files(self.root, self.project.member_patterns())
         except Problem:
             return None
-        import subprocess
         command = self.found_uv.command("lock", "--check", "--offline", "--project", self.root)
-        announce(command)
-        try:
-            status = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL).returncode
-        except OSError:
-            return None
-        return {0: True, 1: False}.get(status)
+        return {0: True, 1: False}.get(captured(command).returncode)
 
     def environment(self, env):
         if env.is_ready(hold=False):
