@@ -3394,12 +3394,12 @@ only then do symlinks use it; an environment already ready is left as it is.""")
     @command("Add packages to the project, link their binaries, and lock", text="""
 Runs `uv add --no-sync` at the project root (pyproject.toml and uv.lock, never uv's .venv),
 summarises the lock's changes, builds the production environment (unless --no-sync) and links
-each binary: those named with --binary, else the binaries of the packages added that were not
-dependencies before (on a terminal it asks for each; in a script it links them all), and names
-each link.""",
+each binary: those named with --binary, else the binaries of each package added, unless one of
+them is linked already (on a terminal it asks for each; in a script it links them all), and
+names each link.""",
         arguments=[("<PACKAGES>...", "The packages to add, as requirements (`httpie>=3`)")],
         options=[
-        Option("--binary", "Link NAME -> appenv instead of the packages' console scripts",
+        Option("--binary", "Link NAME -> appenv instead of the packages' binaries",
                "NAME", many=True),
         Option("--group", "Add them to this dependency group (`uv add --group`)", "GROUP"),
         Option("--no-sync", "Lock, but build nothing: only the --binary links are made")])
@@ -3555,7 +3555,7 @@ the Python uv finds). Writes nothing; exit 0 whether or not any is outdated.""",
                 break
             if found.returncode != 0 and len(names) == 1:
                 unknown.append(names[0])
-        if indexed and len(unknown) == len(indexed) and len(indexed) > 1:
+        if len(indexed) > 1 and len(unknown) == len(indexed):
             sys.stderr.write(first.stderr)  # not one package: the index, the network
             raise Problem(first.returncode, "finding the newest versions failed (uv pip compile "
                           "exited with status {})".format(first.returncode))
