@@ -107,8 +107,9 @@ Documentation: docs/ in the appenv repository, and `./appenv help COMMAND`.
 import posix
 import sys
 
-# The warm path (a symlink whose environment is ready) and the build path (`uv sync` with a
-# remembered plan) import nothing that the lines at the top have not, and instead:
+# The warm path (a symlink whose environment is ready), the build path (`uv sync` with a
+# remembered plan) and `update-lockfile` with nothing to change import nothing that the lines
+# at the top have not, and instead:
 #   os, os.path, errno  (2.0 ms: os.environ loads the abstract base classes)  -> posix
 #   subprocess          (17 ms)                                                -> posix_spawn
 #   hashlib             (loads OpenSSL)                                        -> _blake2
@@ -1524,9 +1525,9 @@ class Project:
     """pyproject.toml and uv.lock at a root, read and checked on demand."""
 
     def __init__(self, root):
-        self.root = root
-        self.pyproject_path = os.path.join(root, "pyproject.toml")
-        self.lock_path = os.path.join(root, "uv.lock")
+        self.root = root  # absolute
+        self.pyproject_path = root.rstrip("/") + "/pyproject.toml"
+        self.lock_path = root.rstrip("/") + "/uv.lock"
 
     def check(self, lock=True):
         """Fail with the error table's status when the files cannot be used."""
@@ -1567,7 +1568,7 @@ class Project:
             self.lock()
 
     def has_lock(self):
-        return os.path.isfile(self.lock_path)
+        return is_file(self.lock_path)
 
     def lock_conflict(self):
         """uv.lock's bytes when they have git conflict markers, else None."""
@@ -2268,16 +2269,17 @@ def without_colour(text):
 def merge_base_lock(root):
     """uv.lock's bytes as our side (HEAD) committed them, while git merges into the checkout
     of ROOT: the lock before the merge, for the summary and to lock from. None otherwise."""
-    directory = os.path.abspath(root)
-    while not os.path.exists(os.path.join(directory, ".git")):
-        if os.path.dirname(directory) == directory:
+    directory = root.rstrip("/")  # absolute; posix, not os, as update-lockfile is timed
+    while not exists(directory + "/.git"):
+        if not directory:
             return None
-        directory = os.path.dirname(directory)
-    git = os.path.join(directory, ".git")
-    if os.path.isfile(git):  # a worktree: "gitdir: PATH"
+        directory = directory.rpartition("/")[0]
+    git = directory + "/.git"
+    if is_file(git):  # a worktree: "gitdir: PATH"
         text = (read_bytes(git) or b"").decode("utf-8", "replace").strip()
-        git = os.path.join(directory, text.partition("gitdir:")[2].strip())
-    if not os.path.exists(os.path.join(git, "MERGE_HEAD")):
+        git = text.partition("gitdir:")[2].strip()
+        git = git if git.startswith("/") else directory + "/" + git
+    if not exists(git + "/MERGE_HEAD"):
         return None
     return output(["git", "-C", root, "show", "HEAD:./uv.lock"]) or None
 
@@ -2552,13 +2554,13 @@ def read_bytes(path):
     """A file's bytes, None when it does not exist; exit 66 when it cannot be read or is not a
     regular file (a FIFO would block, a device never end)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = posix.open(path, posix.O_RDONLY | posix.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as e:
         raise Problem(66, "cannot read {}: {}".format(path, e.strerror))
     with open(fd, "rb") as f:
-        regular_file(path, os.fstat(fd))
+        regular_file(path, posix.fstat(fd))
         try:
             return f.read()
         except OSError as e:
@@ -2573,7 +2575,7 @@ FILE_KINDS = {stat_kind: name for stat_kind, name in (
 def regular_file(path, st=None):
     """Exit 66 when PATH, its links followed, is there but not a regular file."""
     try:
-        st = st or os.stat(path)
+        st = st or posix.stat(path)
     except OSError:
         return  # not there: for the caller to say
     kind = st.st_mode & 0o170000
