@@ -1821,7 +1821,8 @@ def install_libraries(name, target, tried):
         if not offline:
             attempts.append(("the indexes of your uv configuration", command, outside))
     pip = pip_install(staging, requirements) + (["--no-index"] if offline else [])
-    attempts.append(("the indexes of your pip configuration", pip, outside))
+    attempts.append(("the indexes of your pip configuration" + (
+        " (UV_OFFLINE is set: pip looked in no index)" if offline else ""), pip, outside))
     project = PROJECT or launcher_root()
     if uv and os.path.isfile(os.path.join(project, "pyproject.toml")):
         attempts.append(("the project's indexes ({})".format(
@@ -3944,7 +3945,9 @@ class Status:
                                 if uv["path"] else "not found (installed on first use)"),
             "uv.lock:      " + ("missing" if not lock["present"] else "present, " + yes(
                 lock["up_to_date"], "up to date with pyproject.toml",
-                "outdated: run ./appenv update-lockfile", "up to date: unknown (offline)")),
+                "outdated: run ./appenv update-lockfile", "up to date: unknown ({})".format(
+                    "uv lock --check --offline could not tell" if uv["path"] else
+                    "no uv at hand to ask"))),
             "Environment:  {} ({}{})".format(env["path"], env["state"], ", Python " +
                                              env["python"] if env["python"] else ""),
         ]

@@ -333,6 +333,10 @@ def test_without_a_source_of_libraries_the_error_says_each_and_the_fix(own_index
                    "the project's indexes", "-m pip install --target", "air-gapped"):
         assert source in result.stderr, source
     assert "Running pip as the 'root' user" not in result.stderr
+    offline = project.refused([project.appenv, "update-lockfile"], 69,
+                              env=dict(env, UV_OFFLINE="1"))
+    assert ("the indexes of your pip configuration (UV_OFFLINE is set: pip looked in no index)"
+            in offline.stderr)
 
 
 @pytest.mark.parametrize("kind", ["script", "pyenv"])
