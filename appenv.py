@@ -811,8 +811,8 @@ class UvBinary:
     def recall(cls, record):
         """The uv RECORD keeps, if what decided it holds: else None, to be looked for again."""
         path = record.get("uv.path") if record else None
-        if path is None or [(k, record.get(k)) for k, _ in uv_situation(path)] != \
-                uv_situation(path):
+        situation = uv_situation(path) if path is not None else None
+        if situation is None or [(k, record.get(k)) for k, _ in situation] != situation:
             return None
         return cls(path, record.get("uv.version"), record.get("uv.how"), remembered=True)
 
