@@ -534,9 +534,7 @@ class Selection:
 
 def names(value):
     """A comma-separated list, or None when the variable is not set."""
-    if value is None:
-        return None
-    return sorted({n.strip() for n in value.split(",") if n.strip()})
+    return None if value is None else sorted({n.strip() for n in value.split(",") if n.strip()})
 
 
 def no_sync():
@@ -913,8 +911,7 @@ class Builder:
         """Exit 73 for a build that could not write: out of space, a failing disk, or no
         permission, each with what to do. Nothing was marked ready."""
         chosen = getenv("APPENV_HOME")
-        where = "{}{}".format(self.home.path, " (APPENV_HOME={})".format(chosen) if chosen
-                              else "")
+        where = self.home.path + (" (APPENV_HOME={})".format(chosen) if chosen else "")
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             return Problem(73, (
                 "{} is out of space ({}): the environment was not built. Free some space (old "
@@ -2185,12 +2182,10 @@ class LockDiff:
         changes = self.changes(comparable_versions()) if self.before != self.after else []
         if not changes:
             return "uv.lock: no package changed"
-        counts = {}
-        for kind, *_ in changes:
-            counts[kind] = counts.get(kind, 0) + 1
+        kinds = [kind for kind, *_ in changes]
         order = ["added", "removed", "upgraded", "downgraded", "changed"]
-        lines = ["uv.lock: " + ", ".join("{} {}".format(counts[k], k) for k in order
-                                         if k in counts)]
+        lines = ["uv.lock: " + ", ".join("{} {}".format(kinds.count(k), k) for k in order
+                                         if k in kinds)]
         for kind, name, old, new in sorted(changes, key=lambda c: (order.index(c[0]), c[1])):
             if old and new:
                 lines.append("  {:<10} {} {} -> {}".format(kind, name, old, new))
@@ -2683,17 +2678,9 @@ def default_name(root):
 
 def redact(text):
     """TEXT with the user:password@ of every URL in it left out, for messages."""
-    parts = text.split("://")
-    for i in range(1, len(parts)):
-        authority_end = len(parts[i])
-        for stop in "/?# \t\n\"'":
-            found = parts[i].find(stop)
-            if 0 <= found < authority_end:
-                authority_end = found
-        at = parts[i].rfind("@", 0, authority_end)
-        if at >= 0:
-            parts[i] = parts[i][at + 1:]
-    return "://".join(parts)
+    import re
+    # the authority ends at the first / ? # space or quote; its last @ ends the credentials
+    return re.sub("://[^/?# \t\n\"']*@", "://", text)
 
 
 INIT_EXAMPLE = """\
@@ -3731,7 +3718,6 @@ keep working; environments are kept. Typical use: a newer appenv.py updates a pr
         options=[Option("--check", "Only compare; exit 1 when the launcher differs from this "
                                    "appenv")])
     def self_update(self, options, paths):
-        check = "--check" in options
         target = os.path.abspath(paths[0] if paths else self.root)
         if os.path.isdir(target):
             target = os.path.join(target, "appenv")
@@ -3744,7 +3730,7 @@ keep working; environments are kept. Typical use: a newer appenv.py updates a pr
         if theirs == mine:
             say("{} is up to date (appenv {})".format(target, __version__))
             return 0
-        if check:
+        if "--check" in options:
             me = launcher_file()
             raise Problem(1, "{} (appenv {}) differs from {} (appenv {}). To update it, run: "
                              "python3 {} self-update {}".format(
