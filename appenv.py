@@ -3039,8 +3039,7 @@ class Subcommand:
     right after the command), "options" (update-lockfile: to `uv lock`, the options listed
     being the common ones) or "" (parsed here)."""
 
-    def __init__(self, name, method, summary, usage, text, options, arguments, after,
-                 passes_on):
+    def __init__(self, name, method, summary, usage, text, options, arguments, after, passes_on):
         self.name, self.method, self.summary, self.usage = name, method, summary, usage
         self.text, self.options, self.arguments, self.after = text, options, arguments, after
         self.passes_on = passes_on
@@ -3607,7 +3606,8 @@ group included), locked and synced as uv decides. Every `uv run` option passes t
         usage="[UV RUN OPTIONS] <COMMAND> [ARGS]...", passes_on="all")
     def run(self, args):
         uv = self.plan_uv()
-        if "--locked" in leading_options(args):
+        import itertools  # the options before the command, as far as they can be told apart
+        if "--locked" in itertools.takewhile(lambda arg: arg.startswith("-"), args):
             status = uv.run(["lock", "--check", "--project", self.root])
             if status == 1:
                 raise Problem(1, "uv.lock is out of date with pyproject.toml and --locked was "
@@ -3764,16 +3764,6 @@ def launcher_version(source):
     except (SyntaxError, ValueError):
         pass
     return "unknown"
-
-
-def leading_options(args):
-    """The options before the command in `run ARGS`, as far as they can be told apart."""
-    options = []
-    for arg in args:
-        if not arg.startswith("-"):
-            break
-        options.append(arg)
-    return options
 
 
 class Status:
