@@ -381,9 +381,9 @@ class Environment:
         posix.close(fd)
         return False
 
-    def exec(self, name, args, executable=None):
+    def exec(self, name, args):
         """Replace this process with binary NAME from the environment."""
-        path = executable or "{}/bin/{}".format(self.path, name)
+        path = "{}/bin/{}".format(self.path, name)
         environ = dict(posix.environ)  # what os.environ is made from; appenv changes neither
         environ[b"APPENV_BASEDIR"] = fsencode(self.home.root)
         try:
@@ -535,9 +535,7 @@ class Selection:
 
 def names(value):
     """A comma-separated list, or None when the variable is not set."""
-    if value is None:
-        return None
-    return sorted({n.strip() for n in value.split(",") if n.strip()})
+    return None if value is None else sorted({n.strip() for n in value.split(",") if n.strip()})
 
 
 def no_sync():
@@ -572,9 +570,7 @@ def say(message, error=False):
     """appenv's own words, always on stderr: stdout belongs to the binary."""
     if QUIET and not error:
         return
-    prefix = "appenv"
-    if error:
-        prefix = paint("error", "1;31")
+    prefix = paint("error", "1;31") if error else "appenv"
     sys.stderr.write("{}: {}\n".format(prefix, message))
     sys.stderr.flush()
 
@@ -819,9 +815,9 @@ class UvBinary:
     def command(self, *args):
         return [self.path] + ["--quiet"] * bool(QUIET) + list(args)
 
-    def run(self, args, env=None, step=None, pass_fds=()):
+    def run(self, args, env=None, step=None):
         """Run uv with output live on stderr; a failure is uv's status plus which step failed."""
-        return self.finish(self.start(args, env, pass_fds), step)
+        return self.finish(self.start(args, env), step)
 
     def start(self, args, env=None, pass_fds=()):
         """Start uv ARGS, its output live on stderr (stdout belongs to the binary)."""
@@ -840,11 +836,11 @@ class UvBinary:
         return status
 
     def exec(self, args, cwd=None):
-        """Replace this process with uv ARGS."""
-        announce(self.command(*args))
+        command = self.command(*args)
+        announce(command)
         if cwd:
             posix.chdir(cwd)
-        posix.execv(self.path, self.command(*args))
+        posix.execv(self.path, command)
 
 
 def launcher_digest(known=[]):
@@ -916,8 +912,7 @@ class Builder:
         """Exit 73 for a build that could not write: out of space, a failing disk, or no
         permission, each with what to do. Nothing was marked ready."""
         chosen = getenv("APPENV_HOME")
-        where = "{}{}".format(self.home.path, " (APPENV_HOME={})".format(chosen) if chosen
-                              else "")
+        where = self.home.path + (" (APPENV_HOME={})".format(chosen) if chosen else "")
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             return Problem(73, (
                 "{} is out of space ({}): the environment was not built. Free some space (old "
@@ -1098,18 +1093,17 @@ class Builder:
         link = self.home.path + "/current"
         target = "envs/" + env.key
         try:
-            if posix.readlink(link) == target:
-                touch(env.marker)
-                return
+            pointed = posix.readlink(link)
         except OSError:
-            pass
-        temporary = link + ".tmp-{}".format(posix.getpid())
-        try:
-            posix.remove(temporary)
-        except FileNotFoundError:
-            pass
-        posix.symlink(target, temporary)
-        posix.replace(temporary, link)
+            pointed = None
+        if pointed != target:
+            temporary = link + ".tmp-{}".format(posix.getpid())
+            try:
+                posix.remove(temporary)
+            except FileNotFoundError:
+                pass
+            posix.symlink(target, temporary)
+            posix.replace(temporary, link)
         touch(env.marker)  # recency, for garbage collection
 
     def collect_garbage(self, keep, current):
@@ -1172,8 +1166,25 @@ def site_packages(env_path):
 
 
 def discard_unless_in_use(path):
-    """Remove a ready environment unless a running process holds it; True when removed."""
-    return unless_in_use(path, discard) is not False
+    """Remove an environment while holding its marker exclusively, unless a running process
+    holds it, or runs from it without holding it (`runs_from`); True when removed. A run that
+    waits for the marker meanwhile then sees it gone."""
+    import fcntl
+    try:
+        fd = posix.open(path + "/" + READY, posix.O_RDONLY)
+    except OSError:
+        discard(path)  # not ready: no process runs from it
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if runs_from([path]) != set():
+            return False
+        discard(path)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        posix.close(fd)
 
 
 def in_use(path, running=None, unknown=True):
@@ -1194,28 +1205,6 @@ def in_use(path, running=None, unknown=True):
     if running is None:
         running = runs_from([path])
     return unknown if running is None else path in running
-
-
-def unless_in_use(path, action):
-    """ACTION(path) while holding the environment's marker exclusively; False when a running
-    process holds it, or runs from it without holding it (`runs_from`). A run that waits for
-    the marker meanwhile then sees what ACTION did."""
-    import fcntl
-    try:
-        fd = posix.open(path + "/" + READY, posix.O_RDONLY)
-    except OSError:
-        return action(path)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        posix.close(fd)
-        return False
-    try:
-        if runs_from([path]) != set():
-            return False
-        return action(path)
-    finally:
-        posix.close(fd)
 
 
 def runs_from(paths):
@@ -1341,8 +1330,7 @@ def wait(pid):
     try:
         _, status = posix.waitpid(pid, 0)
     except BaseException:  # Ctrl-C: do not leave the child running behind our back
-        posix.kill(pid, 9)
-        posix.waitpid(pid, 0)
+        stop(pid)
         raise
     if posix.WIFSIGNALED(status):
         return 128 + posix.WTERMSIG(status)  # as a shell says it
@@ -1378,18 +1366,11 @@ def file_type(path):
 
 def make_dirs(path):
     """os.makedirs(path, exist_ok=True)."""
+    parent = path.rpartition("/")[0]
+    if parent and not exists(parent):
+        make_dirs(parent)
     try:
         posix.mkdir(path, 0o777)
-    except FileNotFoundError:
-        parent = path.rpartition("/")[0]
-        if not parent:
-            raise
-        make_dirs(parent)
-        try:  # once: where the parent is there and this still cannot be (/proc), it fails
-            posix.mkdir(path, 0o777)
-        except FileExistsError:
-            if not is_directory(path):
-                raise
     except FileExistsError:
         if not is_directory(path):
             raise
@@ -1425,7 +1406,6 @@ def write_atomically(path, data, durable=True, mode=None):
 # The cold path: everything below runs only when a build plan must be worked out, or for a
 # subcommand. It imports what it needs where it needs it, so that the warm and the build path
 # never pay for `os`, subprocess, shutil or TOML.
-
 
 
 def launcher_command():
@@ -2204,12 +2184,10 @@ class LockDiff:
         changes = self.changes(comparable_versions()) if self.before != self.after else []
         if not changes:
             return "uv.lock: no package changed"
-        counts = {}
-        for kind, *_ in changes:
-            counts[kind] = counts.get(kind, 0) + 1
+        kinds = [kind for kind, *_ in changes]
         order = ["added", "removed", "upgraded", "downgraded", "changed"]
-        lines = ["uv.lock: " + ", ".join("{} {}".format(counts[k], k) for k in order
-                                         if k in counts)]
+        lines = ["uv.lock: " + ", ".join("{} {}".format(kinds.count(k), k) for k in order
+                                         if k in kinds)]
         for kind, name, old, new in sorted(changes, key=lambda c: (order.index(c[0]), c[1])):
             if old and new:
                 lines.append("  {:<10} {} {} -> {}".format(kind, name, old, new))
@@ -2363,9 +2341,8 @@ class NewProject:
         data = read_bytes(source)
         if not os.path.lexists(self.launcher_path):
             return data
-        if os.path.realpath(self.launcher_path) == source:
-            return None
-        if read_bytes(self.launcher_path) == data:
+        if (os.path.realpath(self.launcher_path) == source
+                or read_bytes(self.launcher_path) == data):  # this launcher: linked, or a copy
             return None
         if self.replace_launcher:
             return data
@@ -2704,17 +2681,9 @@ def default_name(root):
 
 def redact(text):
     """TEXT with the user:password@ of every URL in it left out, for messages."""
-    parts = text.split("://")
-    for i in range(1, len(parts)):
-        authority_end = len(parts[i])
-        for stop in "/?# \t\n\"'":
-            found = parts[i].find(stop)
-            if 0 <= found < authority_end:
-                authority_end = found
-        at = parts[i].rfind("@", 0, authority_end)
-        if at >= 0:
-            parts[i] = parts[i][at + 1:]
-    return "://".join(parts)
+    import re
+    # the authority ends at the first / ? # space or quote; its last @ ends the credentials
+    return re.sub("://[^/?# \t\n\"']*@", "://", text)
 
 
 INIT_EXAMPLE = """\
@@ -2726,45 +2695,41 @@ for example:
 For more information, try '--help'."""
 
 
-class Questions:
-    """init on a terminal: each question on stderr with its default in brackets, the answer from
-    stdin, asked again until it is valid."""
+def ask(question, default, check):
+    """init on a terminal: QUESTION on stderr with its default in brackets, the answer from
+    stdin, asked again until CHECK takes it."""
+    while True:
+        sys.stderr.write("{} [{}]: ".format(question, default) if default else question + ": ")
+        sys.stderr.flush()
+        line = sys.stdin.readline()
+        if not line:
+            raise Problem(64, "init: the input ended before every question was answered; "
+                              "nothing was changed")
+        try:
+            return check(line.strip() or default)
+        except Problem as problem:
+            problem.report()
 
-    def __init__(self, new):
-        self.new = new
 
-    def ask(self, question, default, check):
-        while True:
-            sys.stderr.write("{} [{}]: ".format(question, default) if default else question + ": ")
-            sys.stderr.flush()
-            line = sys.stdin.readline()
-            if not line:
-                raise Problem(64, "init: the input ended before every question was answered; "
-                                  "nothing was changed")
-            try:
-                return check(line.strip() or default)
-            except Problem as problem:
-                problem.report()
-
-    def ask_all(self):
-        new = self.new
-        say("creating a project in {}. Enter keeps the [default].".format(new.root))
-        new.name = self.ask("Project name", default_name(new.root), project_name)
-        new.description = self.ask("Description", "", lambda t: plain_text(t, "the description"))
-        while True:
-            dependency = self.ask("Dependency (a requirement like httpie>=3; empty to finish)", "",
-                                  lambda t: t and requirement_text(t))
-            if not dependency:
-                break
-            new.dependencies.append(dependency)
-        names = " ".join(libraries().canonicalize_name(libraries().Requirement(d).name)
-                         for d in new.dependencies)
-        new.binaries = self.ask("Binaries to link (names, separated by spaces; - for none)",
-                                names, binary_names)
-        default = default_python(new.uv(), new.root)
-        new.requires_python, new.python = self.ask(
-            "Python (a version like 3.12, or a specifier like >=3.10)", default,
-            lambda t: (">=" + t, None) if t == default else python_setting(t))
+def ask_all(new):
+    """Each of init's questions, the answers going into NewProject NEW."""
+    say("creating a project in {}. Enter keeps the [default].".format(new.root))
+    new.name = ask("Project name", default_name(new.root), project_name)
+    new.description = ask("Description", "", lambda t: plain_text(t, "the description"))
+    while True:
+        dependency = ask("Dependency (a requirement like httpie>=3; empty to finish)", "",
+                         lambda t: t and requirement_text(t))
+        if not dependency:
+            break
+        new.dependencies.append(dependency)
+    names = " ".join(libraries().canonicalize_name(libraries().Requirement(d).name)
+                     for d in new.dependencies)
+    new.binaries = ask("Binaries to link (names, separated by spaces; - for none)", names,
+                       binary_names)
+    default = default_python(new.uv(), new.root)
+    new.requires_python, new.python = ask(
+        "Python (a version like 3.12, or a specifier like >=3.10)", default,
+        lambda t: (">=" + t, None) if t == default else python_setting(t))
 
 
 class Requirements:
@@ -2995,10 +2960,7 @@ class ClassicProject:
         return sorted(pins.values()), bool(recorded) and recorded != actual
 
     def environ(self):
-        found = {}
-        for index in self.indexes:
-            found.update(index.variables())
-        return found
+        return {k: v for index in self.indexes for k, v in index.variables().items()}
 
     def report_skipped(self):
         if not self.skipped:
@@ -3080,8 +3042,7 @@ class Subcommand:
     right after the command), "options" (update-lockfile: to `uv lock`, the options listed
     being the common ones) or "" (parsed here)."""
 
-    def __init__(self, name, method, summary, usage, text, options, arguments, after,
-                 passes_on):
+    def __init__(self, name, method, summary, usage, text, options, arguments, after, passes_on):
         self.name, self.method, self.summary, self.usage = name, method, summary, usage
         self.text, self.options, self.arguments, self.after = text, options, arguments, after
         self.passes_on = passes_on
@@ -3268,7 +3229,7 @@ Example:
             if "--python" in options:
                 new.requires_python, new.python = python_setting(options["--python"])
         else:
-            Questions(new).ask_all()
+            ask_all(new)
         try:
             request = new.python or new.requires_python
             if request and output(new.uv().command("python", "find", "--no-project",
@@ -3648,7 +3609,8 @@ group included), locked and synced as uv decides. Every `uv run` option passes t
         usage="[UV RUN OPTIONS] <COMMAND> [ARGS]...", passes_on="all")
     def run(self, args):
         uv = self.plan_uv()
-        if "--locked" in leading_options(args):
+        import itertools  # the options before the command, as far as they can be told apart
+        if "--locked" in itertools.takewhile(lambda arg: arg.startswith("-"), args):
             status = uv.run(["lock", "--check", "--project", self.root])
             if status == 1:
                 raise Problem(1, "uv.lock is out of date with pyproject.toml and --locked was "
@@ -3759,7 +3721,6 @@ keep working; environments are kept. Typical use: a newer appenv.py updates a pr
         options=[Option("--check", "Only compare; exit 1 when the launcher differs from this "
                                    "appenv")])
     def self_update(self, options, paths):
-        check = "--check" in options
         target = os.path.abspath(paths[0] if paths else self.root)
         if os.path.isdir(target):
             target = os.path.join(target, "appenv")
@@ -3772,7 +3733,7 @@ keep working; environments are kept. Typical use: a newer appenv.py updates a pr
         if theirs == mine:
             say("{} is up to date (appenv {})".format(target, __version__))
             return 0
-        if check:
+        if "--check" in options:
             me = launcher_file()
             raise Problem(1, "{} (appenv {}) differs from {} (appenv {}). To update it, run: "
                              "python3 {} self-update {}".format(
@@ -3806,16 +3767,6 @@ def launcher_version(source):
     except (SyntaxError, ValueError):
         pass
     return "unknown"
-
-
-def leading_options(args):
-    """The options before the command in `run ARGS`, as far as they can be told apart."""
-    options = []
-    for arg in args:
-        if not arg.startswith("-"):
-            break
-        options.append(arg)
-    return options
 
 
 class Status:
