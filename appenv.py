@@ -386,6 +386,7 @@ class Environment:
         path = "{}/bin/{}".format(self.path, name)
         environ = dict(posix.environ)  # what os.environ is made from; appenv changes neither
         environ[b"APPENV_BASEDIR"] = fsencode(self.home.root)
+        default_signals()
         try:
             posix.execve(path, [path] + list(args), environ)
         except FileNotFoundError:
@@ -840,6 +841,7 @@ class UvBinary:
         announce(command)
         if cwd:
             posix.chdir(cwd)
+        default_signals()
         posix.execv(self.path, command)
 
 
@@ -1309,14 +1311,25 @@ def prune(directory, keep):
 
 def spawn(command, actions, env=None, pass_fds=()):
     """Start a command with posix_spawn: importing subprocess alone would cost 17 ms."""
+    import _signal  # built in, and loaded by Python's start
     for fd in pass_fds:
         posix.set_inheritable(fd, True)
     try:
         return posix.posix_spawn(command[0], command, posix.environ if env is None else env,
-                                 file_actions=actions)
+                                 file_actions=actions,
+                                 setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ))  # see below
     finally:
         for fd in pass_fds:
             posix.set_inheritable(fd, False)
+
+
+def default_signals():
+    """Give SIGPIPE and SIGXFSZ back the default action that Python's start set aside: an
+    ignored signal stays ignored across exec, and a binary is to end on a closed pipe
+    (`./tool | head`) as it does when run directly, or from a shell."""
+    import _signal  # built in, and loaded by Python's start: not `signal`, which loads enum
+    for number in (_signal.SIGPIPE, _signal.SIGXFSZ):
+        _signal.signal(number, _signal.SIG_DFL)
 
 
 def stop(pid):
@@ -1707,6 +1720,7 @@ def toml_library():
 
 
 PROJECT = None  # the project root of a subcommand; else the launcher's (`install_libraries`)
+NO_INSTALL = []  # `status`: appenv's libraries are used where they are, never installed
 
 # What appenv installs for itself, for this Python: tomllib is standard from 3.11 on.
 WANTED = {"packaging": "packaging>=22"}
@@ -1728,6 +1742,10 @@ def library(name):
     # <cache>/appenv/lib/pyX.Y; without a cache (no home), enough if this Python has them
     target = os.path.join(cache_dir(), "lib", "py{}.{}".format(*sys.version_info))
     module = import_from(name, [target], "appenv's cache", tried)
+    if module is None and NO_INSTALL:
+        raise NotAtHand(69, "{} is not at hand for Python {}.{} ({}), and status installs "
+                            "nothing: the first command that needs it installs it".format(
+                                name, sys.version_info[0], sys.version_info[1], sys.executable))
     if module is None:
         install_libraries(name, target, tried)
         module = import_from(name, [target], "appenv's cache", [])
@@ -1740,6 +1758,10 @@ def library(name):
         ).format(name, sys.version_info[0], sys.version_info[1], sys.executable,
                  "\n  ".join(tried), sys.executable, target, WANTED[name], name))
     return module
+
+
+class NotAtHand(Problem):
+    """A library appenv needs is not where it looks, and is not to be installed now."""
 
 
 def import_from(name, directories, where, tried):
@@ -3674,6 +3696,7 @@ kept, and each symlink in the project with whether its binary exists. Installs n
 builds nothing.""", options=[
         Option("--json", "Print the same as JSON (fields: docs/commands.md)")])
     def status(self, options, _arguments):
+        NO_INSTALL.append(True)  # status reports; what a build needs, the build installs
         report = Status(self.root).collect()
         if "--json" in options:
             import json
@@ -3823,7 +3846,11 @@ class Status:
             self.project.check_present()  # a FIFO would block uv: not to be told
             if self.project.lock_conflict() is not None:
                 return False
-            member_files(self.root, self.project.member_patterns())
+            try:
+                patterns = self.project.member_patterns()
+            except NotAtHand:  # no TOML library: the members' files go unchecked
+                patterns = []
+            member_files(self.root, patterns)
         except Problem:
             return None
         command = self.found_uv.command("lock", "--check", "--offline", "--project", self.root)
@@ -3893,7 +3920,9 @@ class Status:
             "appenv:       {} ({})".format(report["appenv"]["version"],
                                           report["appenv"]["launcher"]),
             "uv:           " + ("{} {} (found: {})".format(uv["path"], uv["version"], uv["found"])
-                                if uv["path"] else "not found (installed on first use)"),
+                                if uv["path"] else "not found (installed on first use{})".format(
+                                    ", which UV_OFFLINE prevents" if truthy(getenv("UV_OFFLINE"))
+                                    else "")),
             "uv.lock:      " + ("missing" if not lock["present"] else "present, " + yes(
                 lock["up_to_date"], "up to date with pyproject.toml",
                 "outdated: run ./appenv update-lockfile", "up to date: unknown ({})".format(

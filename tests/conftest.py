@@ -49,7 +49,8 @@ def index(tmp_path_factory):
     wheels.write_wheel(directory, "win-only", "1.0", {"win_only.py": ""}, tag="py3-none-win_amd64")
     wheels.tool_wheel(directory, "two-tools", "1.0", scripts=["tool-x", "tool-y"])
     program = tmp_path_factory.mktemp("program") / "file-tool"  # a program, as ruff ships its
-    program.write_text("#!/bin/sh\necho file-tool ran\n")
+    # binary; on stderr, the signals it started with ignored (SigIgn: bit N-1 for signal N)
+    program.write_text("#!/bin/sh\necho file-tool ran\ngrep '^SigIgn' /proc/self/status >&2\n")
     wheels.binary_wheel(directory, "file-tool", "1.0", str(program), tag="py3-none-any")
     # What appenv itself installs on demand: its libraries, and uv (for the bootstrap tests).
     wheels.installed_wheel(directory, "packaging")

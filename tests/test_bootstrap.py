@@ -274,6 +274,26 @@ def served(directory):
         server.server_close()
 
 
+@pytest.mark.parametrize("minor", [9, 11])
+def test_status_installs_nothing_where_the_libraries_are_not_at_hand(own_index_project,
+                                                                      tmp_path, minor):
+    """A fresh home, and a Python that needs tomli (3.9) or not (3.11): status reports,
+    with the lock checked by uv, and leaves tomli to the first command that needs it."""
+    python = pyenv_python(minor) or PYTHON
+    project = own_index_project()
+    bindir = python_bin(tmp_path / "bin", python3=python)
+    empty = tmp_path / "empty-index"
+    empty.mkdir()
+    env = dict(fresh_home(tmp_path, empty.as_uri()), PATH="{}:/usr/bin:/bin".format(bindir))
+    project.run([UV, "lock", "--project", str(project.root)], env=env, check=0)
+    result = project.cmd("status", env=env, check=0)
+    assert "installing" not in result.stderr
+    assert not os.path.exists(os.path.join(env["HOME"], ".cache", "appenv", "lib"))
+    assert "uv.lock:      present, up to date with pyproject.toml" in result.stdout
+    needs_tomli = subprocess.run([python, "-c", "import tomllib"]).returncode != 0
+    assert ("tomli is not at hand for Python 3.{}".format(minor) in result.stdout) == needs_tomli
+
+
 def test_offline_the_libraries_come_from_uv_s_cache(own_index_project, user_index, tmp_path):
     """UV_OFFLINE=1 with uv's cache warm from an earlier install and an empty appenv cache:
     appenv's libraries come from uv's cache, the index being out of reach."""

@@ -243,3 +243,15 @@ def test_odd_shapes_in_pyproject_are_no_traceback(project, text):
     result = project.run(["./tool-a"])
     assert "Traceback" not in result.stderr, result.stderr
     assert project.cmd("status").returncode == 0
+
+
+def test_a_binary_starts_with_no_signal_ignored_that_a_shell_would_not(project_factory):
+    """Python's start ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across
+    exec: a binary that is not Python is to end on a closed pipe (`./tool | head`) as it does
+    when run directly, and uv's commands are to start the same way."""
+    project = project_factory(dependencies=["file-tool==1.0"], links=["file-tool"])
+    for argv in (["./file-tool"], [str(project.appenv), "run", "file-tool"]):
+        result = project.run(argv, check=0)
+        ignored = int(result.stderr.split("SigIgn:")[1].split()[0], 16)
+        pipe, file_size = 1 << (signal.SIGPIPE - 1), 1 << (signal.SIGXFSZ - 1)
+        assert ignored & (pipe | file_size) == 0, (argv, result.stderr)
