@@ -2994,6 +2994,16 @@ class ClassicProject:
         say("\n".join(lines))
 
 
+def project_launcher(root):
+    """The file the links of the project at ROOT lead to: its own appenv (the one running
+    may be another project's, with --project), else this launcher."""
+    for name in LAUNCHER_NAMES:
+        path = os.path.join(root, name)
+        if os.path.isfile(path):
+            return path
+    return launcher_file()
+
+
 def links_to(root, launcher):
     """The links in the project that lead to the launcher, as paths relative to ROOT: the
     binaries it runs. Hidden directories (.git, .appenv, .venv) and node_modules are skipped."""
@@ -3447,7 +3457,7 @@ unless --no-sync.""", arguments=[("<PACKAGES>...", "The names of the packages to
         env = self.change_lock(["remove"] + group + packages, "removing " + " ".join(packages),
                                "--no-sync" in options)
         left = {b["name"] for b in offered_binaries(env)} if env else set()
-        for path in links_to(self.root, launcher_file()):
+        for path in links_to(self.root, project_launcher(self.root)):
             if os.path.basename(path) in gone - left:
                 os.remove(os.path.join(self.root, path))
                 say("removed the link ./{}".format(path))
@@ -3483,7 +3493,8 @@ unless --no-sync.""", arguments=[("<PACKAGES>...", "The names of the packages to
         """Whether ./NAME is free for a link (True), a link to appenv already (False), or
         something else (None)."""
         path = os.path.join(self.root, name)
-        if os.path.islink(path) and os.path.realpath(path) == launcher_file():
+        if os.path.islink(path) and os.path.realpath(path) == os.path.realpath(
+                project_launcher(self.root)):
             return False
         return None if os.path.lexists(path) else True
 
@@ -3492,7 +3503,8 @@ unless --no-sync.""", arguments=[("<PACKAGES>...", "The names of the packages to
         if self.linkable(name) is False:
             say("./{} is linked already".format(name))
             return
-        os.symlink(os.path.relpath(launcher_file(), self.root), os.path.join(self.root, name))
+        os.symlink(os.path.relpath(project_launcher(self.root), self.root),
+                   os.path.join(self.root, name))
         missing = env is not None and not os.path.exists(os.path.join(env.path, "bin", name))
         say("linked ./{}{}".format(name, " (the environment has no such binary: it runs once "
                                    "a package provides it)" if missing else ""))
@@ -3670,7 +3682,7 @@ project's direct dependencies first, with their package and version.""", options
         names = {b["name"] for b in offered}
         links = [{"name": os.path.basename(path), "path": path,
                   "exists": os.path.basename(path) in names}
-                 for path in links_to(self.root, launcher_file())]
+                 for path in links_to(self.root, project_launcher(self.root))]
         if "--json" in options:
             import json
             sys.stdout.write(json.dumps({"links": links, "binaries": offered}, indent=2) + "\n")
@@ -3903,7 +3915,7 @@ class Status:
     def links(self, env, ready):
         """Each symlink in the project that leads to this launcher, and whether it runs."""
         found = []
-        for path in links_to(self.root, __file__):
+        for path in links_to(self.root, project_launcher(self.root)):
             name = os.path.basename(path)
             binary = os.path.exists(os.path.join(env.path, "bin", name)) if ready else None
             found.append({"name": name, "path": path, "binary": binary})

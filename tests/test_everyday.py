@@ -104,6 +104,24 @@ def test_remove_takes_the_links_of_the_tool_away(project):
     assert ran(project, "tool-a")["version"] == "1.0"
 
 
+def test_with_project_another_launcher_links_to_the_project_s_own(project_factory):
+    """`OTHER/appenv --project DIR add|remove|list`: the links are the project's, leading to
+    its own appenv, as when DIR's appenv runs."""
+    project = project_factory("project")
+    other = project_factory("other", links=())
+    def cmd(*args):
+        return other.cmd("--project", str(project.root), *args, stdin=subprocess.DEVNULL,
+                         check=0)
+    assert "linked ./tool-x" in cmd("add", "two-tools").stderr
+    assert os.readlink(project.root / "tool-x") == "appenv"
+    assert [link["name"] for link in json.loads(cmd("list", "--json").stdout)["links"]] == [
+        "tool-a", "tool-x", "tool-y"]
+    assert "  tool-a               ok" in cmd("status").stdout
+    result = cmd("remove", "two-tools")
+    assert "removed the link ./tool-x" in result.stderr and not os.path.lexists(
+        project.root / "tool-x")
+
+
 def test_outdated_names_the_locked_allowed_and_newest_versions(project_factory):
     project = project_factory(dependencies=["tool-a==1.0", "lib-b<2"])
     project.pyproject(["tool-a==1.0", "lib-b"])  # unpinned now; the lock still has 1.0
