@@ -357,6 +357,17 @@ class Environment:
                 pass  # never one of this environment: 127 when it is run
         return True
 
+    def python_denied(self):
+        """The interpreter of this environment, built, when this user may not run it; else
+        None (it is there, or it has gone: then it is rebuilt)."""
+        try:
+            posix.stat(self.path + "/bin/python")
+        except PermissionError:
+            return posix.readlink(self.path + "/bin/python") if exists(self.marker) else None
+        except OSError:
+            pass
+        return None
+
     def python(self):
         """The Python version the environment was built with, as its marker says."""
         marker = Record.read("environment", self.marker)
@@ -662,6 +673,15 @@ def real_path(path):
 
 def build(root, env, partial=()):
     """Make environment ENV ready: wait for another appenv building it, or build it in place."""
+    python = env.python_denied()
+    if python:
+        raise Problem(126, (
+            "the environment {} is built, but this user cannot run its Python {}: Permission "
+            "denied. uv built it with an interpreter this user cannot reach (one in another "
+            "user's home, pyenv's or uv's own, say). Make it readable by every user, or build "
+            "with one that is ([tool.appenv] python = \"/usr/bin/python3\", say), then run "
+            "`{} prepare` as the owner; or set APPENV_HOME=DIR to build one for this user.").format(
+                env.path, python, launcher_command()))
     plan = Plan.recall(Plan.key_for(root, env.selection))
     if plan is None or not (is_file(root + "/pyproject.toml") and is_file(root + "/uv.lock")):
         Project(root).check_present()  # before making .appenv: a missing file leaves nothing
@@ -3703,9 +3723,9 @@ project's direct dependencies first, with their package and version.""", options
     @command("Show the project, uv, the lock and the environments", text="""
 Shows the project root, appenv's version, the uv appenv uses and how it was found, whether
 uv.lock is present and up to date with pyproject.toml (`uv lock --check --offline`), the
-production environment (ready, changed, stale or missing, and its Python), the environments
-kept, and each symlink in the project with whether its binary exists. Installs nothing and
-builds nothing.""", options=[
+production environment (ready, changed, unusable, stale or missing, and its Python), the
+environments kept, and each symlink in the project with whether its binary exists. Installs
+nothing and builds nothing.""", options=[
         Option("--json", "Print the same as JSON (fields: docs/commands.md)")])
     def status(self, options, _arguments):
         NO_INSTALL.append(True)  # status reports; what a build needs, the build installs
@@ -3871,6 +3891,8 @@ class Status:
     def environment(self, env):
         if env.is_ready(hold=False):
             state = "ready"
+        elif env.python_denied():
+            state = "unusable"  # built, but its Python is out of this user's reach: 126
         elif os.path.exists(env.marker):
             state = "changed"  # by hand, or its interpreter is gone: the next run rebuilds it
         elif self.home.current():

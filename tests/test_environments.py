@@ -8,6 +8,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -352,6 +353,38 @@ def test_read_only_project(project, tmp_path):
     project.cmd("prepare", check=0)
     result = run_read_only(project, ["./tool-a", "ro"])
     assert version_of(result) == "1.0"  # prepared: the warm path writes nothing
+
+
+def without_root_s_reach():
+    """A prefix that runs a command as root without the capabilities to read and enter any
+    file (setpriv), as another user would; None where that cannot be done here."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        return None
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    return prefix if subprocess.run(prefix + ["true"]).returncode == 0 else None
+
+
+@pytest.mark.skipif(without_root_s_reach() is None, reason="needs root and setpriv, to run "
+                    "as one who cannot enter another user's directories")
+def test_an_environment_whose_python_this_user_cannot_run_is_126_saying_so(project, tmp_path):
+    """Built by its owner with a Python in a directory only that user may enter (pyenv's
+    under /root, say): another user gets 126 with the reason, not an offer to build it."""
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "python3").symlink_to(os.path.realpath(sys.executable))
+    env = {"UV_PYTHON": str(private / "python3")}
+    project.run(["./tool-a"], env=env, check=0)
+    os.chown(str(private), 65534, -1)
+    private.chmod(0o700)
+    try:
+        result = project.run(without_root_s_reach() + ["./tool-a"], env=env)
+        status = project.run(without_root_s_reach() + [str(project.appenv), "status"], env=env)
+    finally:
+        os.chown(str(private), 0, -1)
+    assert result.returncode == 126 and "Traceback" not in result.stderr, result.stderr
+    assert "is built, but this user cannot run its Python {}".format(private / "python3") in \
+        result.stderr
+    assert "(unusable)" in status.stdout
 
 
 @pytest.mark.skipif(not unshare_works(), reason="needs root and unshare --mount to hide "
