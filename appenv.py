@@ -156,14 +156,33 @@ def main(argv=None, installed=False):
         if memo and writable(memo):
             remember_interpreter(memo, path)
         if installed or name in LAUNCHER_NAMES:
-            return Command.dispatch(argv[1:], installed)
+            return written(Command.dispatch(argv[1:], installed))
         return launch(launcher_root(), name, argv[1:])
     except Problem as problem:
         problem.report()
         return problem.status
+    except BrokenPipeError:  # stdout's reader went away while the command wrote
+        return written(141)
     except KeyboardInterrupt:
         say("interrupted")
         return 130
+
+
+def written(status):
+    """STATUS once what a command printed is written out, here rather than by Python at exit:
+    141 when the reader went away (`./appenv list | head -1`), quietly, as a shell says
+    SIGPIPE; 74 when stdout cannot be written (a full disk), saying so."""
+    try:
+        if sys.stdout:
+            sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        status = 141
+    except OSError as e:
+        say("cannot write the output: {}".format(e.strerror), error=True)
+        status = 74
+    posix.dup2(posix.open("/dev/null", posix.O_WRONLY), 1)  # what is left unwritten: dropped
+    return status
 
 
 def launcher_root():

@@ -255,3 +255,19 @@ def test_a_binary_starts_with_no_signal_ignored_that_a_shell_would_not(project_f
         ignored = int(result.stderr.split("SigIgn:")[1].split()[0], 16)
         pipe, file_size = 1 << (signal.SIGPIPE - 1), 1 << (signal.SIGXFSZ - 1)
         assert ignored & (pipe | file_size) == 0, (argv, result.stderr)
+
+
+def test_output_to_a_reader_gone_is_141_quietly_and_to_a_full_disk_74(project):
+    """`./appenv status | head -1`: the reader has what it wanted (141, as a shell says
+    SIGPIPE, and no traceback); stdout on a full disk (/dev/full) is an error said once."""
+    read, write = os.pipe()
+    os.close(read)
+    with open(write, "wb") as closed:
+        result = subprocess.run([str(project.appenv), "help"], stdout=closed, env=project.env,
+                                stderr=subprocess.PIPE, text=True)
+    assert (result.returncode, result.stderr) == (141, "")
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run([str(project.appenv), "list"], stdout=full, env=project.env,
+                                stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 74, result.stderr
+    assert result.stderr.count("cannot write the output: No space left on device") == 1
