@@ -1852,7 +1852,7 @@ def install_libraries(name, target, tried):
     attempts = []
     uv = Uv.at_hand()
     if uv is None and not offline:  # uv first, so that the libraries come into uv's cache too
-        installed = Uv.install(None, [], None)
+        installed = Uv.install(None, tried, None)  # a failure is listed with the sources
         uv = installed and installed.path
     say("installing {} for appenv into {}".format(requirements[0], target))
     if uv:
@@ -1865,9 +1865,14 @@ def install_libraries(name, target, tried):
     attempts.append(("the indexes of your pip configuration" + (
         " (UV_OFFLINE is set: pip looked in no index)" if offline else ""), pip, outside))
     project = PROJECT or launcher_root()
-    if uv and os.path.isfile(os.path.join(project, "pyproject.toml")):
-        attempts.append(("the project's indexes ({})".format(
-            os.path.join(project, "pyproject.toml")), command, project))
+    unread = None  # the project's indexes, when there is no uv to read them with
+    if os.path.isfile(os.path.join(project, "pyproject.toml")):
+        where = "the project's indexes ({})".format(os.path.join(project, "pyproject.toml"))
+        if uv:
+            attempts.append((where, command, project))
+        else:
+            unread = where + ": not tried: appenv reads them with uv, and has none (put uv " \
+                "on PATH, or set APPENV_UV)"
     try:
         os.makedirs(os.path.dirname(target), exist_ok=True)
     except OSError as e:
@@ -1879,6 +1884,7 @@ def install_libraries(name, target, tried):
             merge_into(staging, target)
             return
         tried.append("{}: {}".format(where, failure or "installed nothing"))
+    tried.extend([unread] if unread else [])
     remove_tree(staging)
 
 

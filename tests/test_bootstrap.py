@@ -357,6 +357,16 @@ def test_without_a_source_of_libraries_the_error_says_each_and_the_fix(own_index
                               env=dict(env, UV_OFFLINE="1"))
     assert ("the indexes of your pip configuration (UV_OFFLINE is set: pip looked in no index)"
             in offline.stderr)
+    # no uv at hand, and none to be had: that is said too, and why the project's indexes
+    # (a folder of wheels that may hold them) were not looked in
+    alone = tmp_path / "python-only"
+    alone.mkdir()
+    (alone / "python3").symlink_to(python)
+    result = project.refused([project.appenv, "update-lockfile"], 69, env=dict(
+        env, PATH="{}:/usr/bin:/bin".format(alone), APPENV_UV=None))
+    assert "pip install uv>=" in result.stderr
+    assert "the project's indexes ({}/pyproject.toml): not tried: appenv reads them with uv".format(
+        project.root) in result.stderr
 
 
 @pytest.mark.parametrize("kind", ["script", "pyenv"])
