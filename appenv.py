@@ -699,8 +699,8 @@ def build(root, env, partial=()):
             "denied. uv built it with an interpreter this user cannot reach (one in another "
             "user's home, pyenv's or uv's own, say). Make it readable by every user, or build "
             "with one that is ([tool.appenv] python = \"/usr/bin/python3\", say), then run "
-            "`{} prepare` as the owner; or set APPENV_HOME=DIR to build one for this user.").format(
-                env.path, python, launcher_command()))
+            "`{} prepare` as the owner; or set APPENV_HOME=DIR to build one for this user."
+        ).format(env.path, python, launcher_command()))
     plan = Plan.recall(Plan.key_for(root, env.selection))
     if plan is None or not (is_file(root + "/pyproject.toml") and is_file(root + "/uv.lock")):
         Project(root).check_present()  # before making .appenv: a missing file leaves nothing
@@ -3319,6 +3319,8 @@ Example:
             raise Problem(problem.status, "{}\nTo run init again with these answers:\n  {}"
                           .format(problem.message, self.init_line(new, paths)))
         first = (new.where(new.binaries[0]) if new.binaries else
+                 "`{} list` shows the binaries; link each to run (ln -s appenv NAME)".format(
+                     launcher_command()) if new.dependencies else
                  launcher_command() + " add PACKAGE")
         say("created the project {} in {}: {}.\nNext: {}; commit the files: git add {}".format(
             new.name, new.root, ", ".join(new.written()), first, " ".join(new.written())))
@@ -3676,7 +3678,7 @@ downgraded, with its versions. Every option is passed to `uv lock`; the common o
             say("uv.lock is up to date")
             return 0
         if dry_run:
-            say("dry run: uv.lock was not written; the changes uv would make are listed above")
+            say("dry run: uv.lock was not written; uv lists above what would change, if anything")
             return 0
         say(LockDiff.since(project, before, merge_base_lock(self.root)))
         return 0
@@ -3775,7 +3777,8 @@ The next run builds the environment again.""")
         with Builder(home):
             for memos in ("pyproject", "relevant", "members"):  # worked out again when needed
                 remove_tree(os.path.join(home.path, memos))
-            for entry in sorted(os.listdir(home.envs)):
+            entries = sorted(os.listdir(home.envs))
+            for entry in entries:
                 if not discard_unless_in_use(os.path.join(home.envs, entry)):
                     kept.append(entry)
             current = home.current()
@@ -3788,7 +3791,8 @@ The next run builds the environment again.""")
             say("kept {} in use by running processes; run reset again when they have ended:\n  {}"
                 .format(plural(len(kept), "environment"),
                         "\n  ".join(os.path.join(home.envs, k) for k in kept)))
-        say("removed the environments in {}".format(home.path))
+        say(("removed the environments in {}" if entries else "no environments in {}").format(
+            home.path))
         return 0
 
     @command("Write this appenv over a project's launcher", text="""

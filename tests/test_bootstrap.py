@@ -365,8 +365,8 @@ def test_without_a_source_of_libraries_the_error_says_each_and_the_fix(own_index
     result = project.refused([project.appenv, "update-lockfile"], 69, env=dict(
         env, PATH="{}:/usr/bin:/bin".format(alone), APPENV_UV=None))
     assert "pip install uv>=" in result.stderr
-    assert "the project's indexes ({}/pyproject.toml): not tried: appenv reads them with uv".format(
-        project.root) in result.stderr
+    assert "the project's indexes ({}/pyproject.toml): not tried: appenv reads them with " \
+        "uv".format(project.root) in result.stderr
 
 
 @pytest.mark.parametrize("kind", ["script", "pyenv"])

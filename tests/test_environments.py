@@ -270,10 +270,12 @@ def test_reset_keeps_an_environment_a_process_runs_in(project_factory):
         assert "kept 1 environment in use" in result.stderr and str(used) in result.stderr
         assert project.environments() == [used.name] and project.current() == used
         assert finish() == "late 1.0\n"
-    assert "kept" not in project.cmd("reset", check=0).stderr
+    result = project.cmd("reset", check=0)
+    assert "kept" not in result.stderr and "removed the environments in" in result.stderr
     assert project.environments() == []
     assert not (project.root / ".appenv" / "current").exists()
     assert not (project.root / ".appenv" / "pyproject").exists()  # the memos go too
+    assert "no environments in" in project.cmd("reset", check=0).stderr  # nothing left
     assert (project.root / "uv.lock").exists()
     assert version_of(project.run(["./tool-e"])) == "1.0"  # and everything is built again
 
