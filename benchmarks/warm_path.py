@@ -66,11 +66,12 @@ def sh_lines_floor(base):
     the arguments: `floor-launcher PROGRAM ARGS...` runs PROGRAM as appenv would start."""
     with open(os.path.join(REPO, "appenv.py")) as f:
         text = f.read()
-    start = text.index("exec \"$p\" -I -S -c '")
+    start = text.index("exec \"$p\" ")
+    flags = text[start:text.index(" -c '", start)]  # exec "$p" and the flags appenv gives
     end = text.index("\n'''", start)
     path = os.path.join(base, "floor-launcher")
     with open(path, "w") as f:
-        f.write(text[:start] + "exec \"$p\" -I -S -c '{}' \"$@\"\n".format(EXEC) + text[end:])
+        f.write(text[:start] + "{} -c '{}' \"$@\"\n".format(flags, EXEC) + text[end:])
     os.chmod(path, 0o755)
     return path
 
