@@ -2951,6 +2951,13 @@ class Index:
         return lines
 
 
+def looks_like_a_path_or_url(text):
+    """Whether pip would take TEXT, which is not a requirement, for a file or a URL to install
+    (its rule: a path separator, a leading dot, a URL scheme, an archive's name)."""
+    return "/" in text or text.startswith(".") or "://" in text or text.endswith(
+        (".whl", ".zip", ".tar.gz", ".tar.bz2", ".tgz"))
+
+
 class ClassicProject:
     """A project of the classic appenv: requirements.txt, with its pip options and
     `# appenv-python-preference: 3.9,3.10` line, and requirements.lock, the `name==version`
@@ -2969,9 +2976,12 @@ class ClassicProject:
         self.root = root
         path = os.path.join(root, "requirements.txt")
         if not os.path.isfile(path):
+            here = os.getcwd()
+            hint = ("To migrate the project in this directory, run: python3 {} migrate {}".format(
+                launcher_file(), here) if here != root and os.path.isfile("requirements.txt")
+                else "To start a new project, run {} init".format(launcher_command()))
             raise Problem(66, "No requirements.txt in {}: migrate turns a classic appenv project "
-                              "into pyproject.toml and uv.lock. To start a new project, run {} "
-                              "init".format(root, launcher_command()))
+                              "into pyproject.toml and uv.lock. {}".format(root, hint))
         self.txt = Requirements(path)
         self.lock_path = os.path.join(root, "requirements.lock")
         self.indexes, self.skipped, self.dependencies = [], [], []
@@ -2989,6 +2999,10 @@ class ClassicProject:
             else:
                 self.dependencies.append(str(requirement))
         for number, line, reason in self.txt.unreadable:
+            if not (line.startswith("-") or looks_like_a_path_or_url(line)):
+                raise Problem(65, "{} line {}: {} is not a requirement ({}). Correct it, then "
+                                  "run migrate again; nothing was changed.".format(
+                                      self.txt.name, number, line, reason))
             self.skipped.append((number, line, "not a requirement: " + reason))
         self.skipped.sort(key=lambda entry: entry[0])
 
@@ -3380,9 +3394,10 @@ fails, every file is put back as it was.""", arguments=[
         locked = LockDiff.packages(Project(root).lock())
         kept = [p for p in pins if p.partition("==")[2] in locked.get(p.partition("==")[0], ())]
         lines = ["migrated {} to pyproject.toml and uv.lock: requires-python {}; {}.".format(
-            root, new.requires_python, "versions kept from requirements.lock: {} of {} pins (the "
-            "others name packages no longer needed)".format(len(kept), len(pins)) if pins else
-            "no requirements.lock, so the newest versions")]
+            root, new.requires_python, "versions kept from requirements.lock: {} of {} pins{}"
+            .format(len(kept), len(pins), " (the others name packages no longer needed)" if
+                    len(kept) < len(pins) else "") if pins else
+            "no requirements.lock, so the newest versions requirements.txt allows")]
         if new.binaries:
             lines.append("The links keep working: " + ", ".join(new.binaries))
         if removed:
@@ -3394,8 +3409,10 @@ fails, every file is put back as it was.""", arguments=[
                     "out of pyproject.toml. Set {} wherever uv.lock is updated or environments "
                     "are built (or use ~/.netrc, or `uv auth login`).".format(
                         index.name, index.url, " and ".join(index.variables())))
-        lines.append("requirements.txt and requirements.lock are left as they were; remove them "
-                     "once the migration works. Commit the files: git add "
+        left = ("requirements.txt and requirements.lock are left as they were; remove them"
+                if os.path.exists(classic.lock_path) else
+                "requirements.txt is left as it was; remove it")
+        lines.append(left + " once the migration works. Commit the files: git add "
                      + " ".join(new.written()))
         say("\n".join(lines))
         return 0
@@ -3820,8 +3837,8 @@ keep working; environments are kept. Typical use: a newer appenv.py updates a pr
         mine = read_bytes(launcher_file())
         theirs = read_bytes(target)
         if theirs is None:
-            raise Problem(66, "no launcher at {}. To start a project there, run: {} init"
-                          .format(target, launcher_command()))
+            raise Problem(66, "no launcher at {}. To start a project there, run: python3 {} "
+                              "init {}".format(target, launcher_file(), os.path.dirname(target)))
         if theirs == mine:
             say("{} is up to date (appenv {})".format(target, __version__))
             return 0
@@ -3835,8 +3852,9 @@ keep working; environments are kept. Typical use: a newer appenv.py updates a pr
             write_atomically(target, mine, mode=0o755)
         except OSError as e:
             raise Problem(73, "cannot write {}: {}".format(target, e.strerror))
-        say("updated {} from appenv {} to {}".format(target, launcher_version(theirs),
-                                                     __version__))
+        old = launcher_version(theirs)
+        say("updated {} from appenv {} to {}{}".format(target, old, __version__, (
+            " (the same version, another content)" if old == __version__ else "")))
         return 0
 
     @command("Display documentation for a command", arguments=[

@@ -243,11 +243,27 @@ def test_an_existing_tool_uv_table_is_kept_and_the_pins_still_hold(classic):
 def test_no_requirements_txt_is_66(tmp_path, base_env):
     project = Project(tmp_path, base_env)
     project.refused(migration(project), 66, "No requirements.txt", "init")
+    # run from a classic project, without PATH: the hint names the way to migrate it
+    (tmp_path / "requirements.txt").write_text("tool-a\n")
+    result = project.refused([LAUNCHER, "migrate"], 66, "No requirements.txt in")
+    assert "python3 {} migrate {}".format(os.path.realpath(LAUNCHER), tmp_path) in \
+        result.stderr
 
 
 def test_a_bad_python_preference_is_65(classic):
     project = classic("# appenv-python-preference: 3.9,python3.10\ntool-a\n")
     project.refused(migration(project), 65, "requirements.txt line 1", "'python3.10'")
+
+
+def test_a_mistyped_requirement_is_65_with_nothing_changed(classic):
+    """`six=1.16.0` is neither a requirement nor a file: pip refuses the file, and so does
+    migrate, before it writes or removes anything (a path or a URL is listed, not refused)."""
+    project = classic("tool-a==1.0\ntool-c=1.0\n./wheels/local-1.0-py3-none-any.whl\n")
+    project.refused(migration(project), 65, "requirements.txt line 2: tool-c=1.0 is not a "
+                    "requirement", "nothing was changed")
+    assert not (project.root / "pyproject.toml").exists()
+    assert (project.root / ".appenv" / "0123abcd").is_dir()  # the classic environment stays
+    assert (project.root / "appenv").read_text() == CLASSIC
 
 
 def test_a_failed_lock_puts_every_file_back(classic):
