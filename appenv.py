@@ -3775,9 +3775,9 @@ project's direct dependencies first, with their package and version.""", options
     @command("Show the project, uv, the lock and the environments", text="""
 Shows the project root, appenv's version, the uv appenv uses and how it was found, whether
 uv.lock is present and up to date with pyproject.toml (`uv lock --check --offline`), the
-production environment (ready, changed, unusable, stale or missing, and its Python), the
-environments kept, and each symlink in the project with whether its binary exists. Installs
-nothing and builds nothing.""", options=[
+production environment (ready, changed, unusable, partial, incomplete, stale or missing, and
+its Python), the environments kept, and each symlink in the project with whether its binary
+exists. Installs nothing and builds nothing.""", options=[
         Option("--json", "Print the same as JSON (fields: docs/commands.md)")])
     def status(self, options, _arguments):
         NO_INSTALL.append(True)  # status reports; what a build needs, the build installs
@@ -3950,6 +3950,10 @@ class Status:
             state = "unusable"  # built, but its Python is out of this user's reach: 126
         elif os.path.exists(env.marker):
             state = "changed"  # by hand, or its interpreter is gone: the next run rebuilds it
+        elif os.path.exists(os.path.join(env.path, PARTIAL)):
+            state = "partial"  # `prepare --no-install-*`: a run or `prepare` completes it
+        elif os.path.isdir(env.path):
+            state = "incomplete"  # a build that was stopped: the next run builds it again
         elif self.home.current():
             state = "stale"  # built for other files: the next run builds this one
         else:

@@ -44,6 +44,15 @@ def test_status_reports_the_project_uv_lock_environments_and_links(project):
     assert "outdated: run ./appenv update-lockfile" in text and "stale" in text
 
 
+def test_status_tells_a_partial_and_an_incomplete_environment_from_a_missing_one(project):
+    path = project.cmd("prepare", "--no-install-project", check=0).stdout.strip()
+    assert status(project)["environment"]["state"] == "partial"
+    project.cmd("reset", check=0)
+    os.makedirs(path)  # what a build stopped early leaves
+    assert status(project)["environment"]["state"] == "incomplete"
+    assert "(incomplete)" in project.cmd("status", check=0).stdout
+
+
 def test_status_says_what_is_wrong_and_installs_nothing(project, tmp_path):
     (project.root / "pyproject.toml").write_text("[project\n")
     bindir = tmp_path / "bin"
