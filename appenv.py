@@ -77,10 +77,11 @@ posix._exit(status or 0)
 # sys.path: -I -S, in words that Python 2 knows too, so that it can say it is too old; a plain
 # start costs 40 ms where site-packages is large, this one 9 ms), from bytecode cached in
 # ~/.cache/appenv/bytecode, keyed by the file's content rather than its path, so that a fresh
-# clone does not compile it again (30 ms). STARTUP, set by those lines, is all they pass on: (the memo of interpreters to update,
-# or "" when the interpreter came from it; the PATH it is for; (cache file, source, code) when
-# the bytecode is to be cached, else None). A command that returns exits without tearing the
-# module down (1-2 ms); every file it wrote is closed by then. `python3 appenv` works too.
+# clone does not compile it again (30 ms). STARTUP, set by those lines, is all they pass on:
+# (the memo of interpreters to update, or "" when the interpreter came from it; the PATH it is
+# for; (cache file, source, code) when the bytecode is to be cached, else None). A command
+# that returns exits without tearing the module down (1-2 ms); every file it wrote is closed by
+# then. `python3 appenv` works too.
 
 __doc__ = """appenv: run a repository's tools from the environment its uv.lock pins.
 
@@ -2199,8 +2200,9 @@ def direct_dependencies(root):
 class LockDiff:
     """What changed between two uv.lock files, package by package."""
 
-    def __init__(self, before, after):
+    def __init__(self, before, after, created=False):
         self.before, self.after = before, after
+        self.created = created  # no uv.lock before
 
     @classmethod
     def since(cls, project, before, merged=None):
@@ -2212,7 +2214,10 @@ class LockDiff:
         elif not isinstance(before, dict):
             if after == before:
                 return "uv.lock: no package changed"  # nothing parsed
-            before = cls.packages(read_toml(project.lock_path, before)) if before else {}
+            created, before = before is None, (
+                cls.packages(read_toml(project.lock_path, before)) if before else {})
+            return cls(before, cls.packages(read_toml(project.lock_path, after)),
+                       created).report()
         return cls(before, cls.packages(read_toml(project.lock_path, after))).report()
 
     @staticmethod
@@ -2257,6 +2262,9 @@ class LockDiff:
 
     def report(self):
         changes = self.changes(comparable_versions()) if self.before != self.after else []
+        if not changes and self.created:
+            return ("uv.lock: written; it pins no package but the project's own (workspace "
+                    "members, path dependencies)")
         if not changes:
             return "uv.lock: no package changed"
         kinds = [kind for kind, *_ in changes]

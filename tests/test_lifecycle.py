@@ -214,6 +214,9 @@ def test_a_workspace_member_s_new_binary_is_there_on_the_next_run(project_factor
     project.lock()
     assert (project.root / "uv.lock").read_text() == lock  # scripts are not in the lock
     assert project.run(["./second"], check=0).stdout == "ran\n"
+    (project.root / "uv.lock").unlink()  # a first lock that pins no package of an index
+    result = project.cmd("update-lockfile", check=0)
+    assert "uv.lock: written; it pins no package but the project's own" in result.stderr
 
 
 def test_tool_appenv_python_chooses_the_interpreter(project_factory):
