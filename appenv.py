@@ -32,15 +32,8 @@ then
     "or unset it." >&2
   exit 69
 fi
-exec "$p" -E -s -S -c '
+exec "$p" -I -S -c '
 import marshal, posix, sys
-if sys.path[:1] == [""]:
-    del sys.path[0]  # the working directory: isolated as -I makes it, in words Python 2 knows
-if sys.version_info < (3, 6):  # to say so (3.6 and 3.7: see newer_python)
-    sys.stderr.write("appenv: error: appenv needs Python 3.8 or newer, and %s is Python %s. "
-                     "Install Python 3.8+, or set APPENV_PYTHON to one.\n"
-                     % (sys.executable, sys.version.split()[0]))
-    sys.exit(69)
 memo, key, path = sys.argv[1:4]
 source = open(path, "rb").read()
 cache = code = None
@@ -73,15 +66,14 @@ posix._exit(status or 0)
 ' "$m" "$k" "$0" "$@"
 '''
 
-# Then Python runs isolated and without site-packages (-E -s -S and no working directory on
-# sys.path: -I -S, in words that Python 2 knows too, so that it can say it is too old; a plain
-# start costs 40 ms where site-packages is large, this one 9 ms), from bytecode cached in
-# ~/.cache/appenv/bytecode, keyed by the file's content rather than its path, so that a fresh
-# clone does not compile it again (30 ms). STARTUP, set by those lines, is all they pass on:
-# (the memo of interpreters to update, or "" when the interpreter came from it; the PATH it is
-# for; (cache file, source, code) when the bytecode is to be cached, else None). A command
-# that returns exits without tearing the module down (1-2 ms); every file it wrote is closed by
-# then. `python3 appenv` works too.
+# Then Python runs isolated and without site-packages (-I -S: a plain start costs 40 ms where
+# site-packages is large, this one 9 ms), from bytecode cached in ~/.cache/appenv/bytecode,
+# keyed by the file's content rather than its path, so that a fresh clone does not compile it
+# again (30 ms). STARTUP, set by those lines, is all they pass on: (the memo of interpreters to
+# update, or "" when the interpreter came from it; the PATH it is for; (cache file, source,
+# code) when the bytecode is to be cached, else None). A command that returns exits without
+# tearing the module down (1-2 ms); every file it wrote is closed by then. `python3 appenv`
+# works too.
 
 __doc__ = """appenv: run a repository's tools from the environment its uv.lock pins.
 

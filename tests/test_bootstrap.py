@@ -467,34 +467,6 @@ def test_no_python_3_8_or_newer_is_69(project, tmp_path):
     result = project.refused(["./tool-a"], 69, "appenv needs Python 3.8 or newer",
                              "neither python3 nor python3.8", env=dict(env, PATH=str(none)))
     assert "Traceback" not in result.stderr
-    python2 = pyenv_version_binary("2.7.", "python2")
-    if python2 and os.path.exists(python2):  # Python 2 knows no -I: it is told too
-        project.refused(["./tool-a"], 69, "appenv needs Python 3.8 or newer, and {} is Python "
-                        "2.7".format(python2), env=dict(env, APPENV_PYTHON=python2))
-
-
-def pyenv_version_binary(prefix, binary):
-    """BINARY of pyenv's first version whose name starts with PREFIX, or None."""
-    try:
-        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip()
-        names = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True,
-                               text=True).stdout.split()
-    except OSError:
-        return None
-    name = next((n for n in names if n.startswith(prefix)), None)
-    return name and os.path.join(root, "versions", name, "bin", binary)
-
-
-def test_a_module_in_the_working_directory_is_not_imported(project, tmp_path):
-    """Isolated as -I makes it: a file named like a module appenv imports, in the directory
-    the user runs from, is not what it imports."""
-    evil = tmp_path / "evil"
-    evil.mkdir()
-    for name in ("fcntl", "_blake2", "os", "json"):
-        (evil / (name + ".py")).write_text("raise SystemExit('imported from the cwd')\n")
-    for argv in ([str(project.root / "tool-a")], [str(project.appenv), "status"]):
-        result = project.run(argv, cwd=str(evil), check=0)
-        assert "imported from the cwd" not in result.stderr
 
 
 def test_an_air_gapped_folder_with_the_libraries_serves_them_last(own_index_project, index,
@@ -616,3 +588,16 @@ def test_the_warm_and_the_build_path_import_no_more_than_they_need(project, tmp_
     assert "os" in imports(fresh)  # parsed: the rest of the file may use os (it can fail)
     # uv lock with nothing to change, its uv from the plan: as little as a build
     assert imports(project, "update-lockfile") <= allowed
+
+
+@pytest.mark.parametrize("python", [PYTHON] + [p for p in pythons() if "/3.13." in p])
+def test_a_module_in_the_working_directory_is_not_imported(project, tmp_path, python):
+    """Isolated (-I): files named like modules appenv or Python's start import (3.13 reads
+    linecache for `-c`), in the directory the user runs from, are not what runs."""
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    for name in ("fcntl", "_blake2", "os", "json", "linecache"):
+        (evil / (name + ".py")).write_text("raise SystemExit('imported from the cwd')\n")
+    for argv in ([str(project.root / "tool-a")], [str(project.appenv), "status"]):
+        result = project.run(argv, cwd=str(evil), env={"APPENV_PYTHON": python}, check=0)
+        assert "imported from the cwd" not in result.stderr

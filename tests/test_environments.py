@@ -455,11 +455,10 @@ def test_a_fresh_clone_builds_without_importing_os(project, tmp_path):
 def modules_at_exec(project):
     """The modules the launcher imported beyond Python's own start, when it was about to exec
     ./tool-a: sh's lines run by a python3 whose execve reports instead of replacing it."""
-    # What sh passes to Python, from a python3 that prints the argument after -c.
+    # What sh passes to Python, from a python3 that prints its fourth argument (after -c).
     fake = project.root / "fake-bin"
     fake.mkdir()
-    (fake / "python3").write_text(
-        '#!/bin/sh\nwhile [ "$1" != -c ]; do shift; done\nprintf %s "$2"\n')
+    (fake / "python3").write_text('#!/bin/sh\nprintf %s "$4"\n')
     (fake / "python3").chmod(0o755)
     top = project.run(["./tool-a"], env={"PATH": "{}:{}".format(fake, project.env["PATH"])},
                       check=0).stdout
