@@ -1351,24 +1351,28 @@ def prune(directory, keep):
 
 def spawn(command, actions, env=None, pass_fds=()):
     """Start a command with posix_spawn: importing subprocess alone would cost 17 ms."""
-    import _signal  # built in, and loaded by Python's start
     for fd in pass_fds:
         posix.set_inheritable(fd, True)
     try:
         return posix.posix_spawn(command[0], command, posix.environ if env is None else env,
-                                 file_actions=actions,
-                                 setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ))  # see below
+                                 file_actions=actions, setsigdef=python_ignores())
     finally:
         for fd in pass_fds:
             posix.set_inheritable(fd, False)
 
 
-def default_signals():
-    """Give SIGPIPE and SIGXFSZ back the default action that Python's start set aside: an
-    ignored signal stays ignored across exec, and a binary is to end on a closed pipe
-    (`./tool | head`) as it does when run directly, or from a shell."""
+def python_ignores():
+    """The signals Python's start ignores, SIGPIPE and SIGXFSZ: an ignored signal stays
+    ignored across exec, and a binary is to end on a closed pipe (`./tool | head`) as it does
+    when run directly, or from a shell. So a spawn resets them, and so does an exec."""
     import _signal  # built in, and loaded by Python's start: not `signal`, which loads enum
-    for number in (_signal.SIGPIPE, _signal.SIGXFSZ):
+    return _signal.SIGPIPE, _signal.SIGXFSZ
+
+
+def default_signals():
+    """Give the signals Python's start ignores their default action, before an exec."""
+    import _signal
+    for number in python_ignores():
         _signal.signal(number, _signal.SIG_DFL)
 
 
@@ -2200,7 +2204,7 @@ class LockDiff:
     def since(cls, project, before, merged=None):
         """The summary of uv.lock now against BEFORE (its bytes then, or our side's packages
         in a conflict); during a merge, against MERGED, what our side (HEAD) committed."""
-        after = read_bytes(project.lock_path)
+        after, created = read_bytes(project.lock_path), False
         if merged is not None:
             before = cls.packages(read_toml(project.lock_path, merged))
         elif not isinstance(before, dict):
@@ -2208,9 +2212,7 @@ class LockDiff:
                 return "uv.lock: no package changed"  # nothing parsed
             created, before = before is None, (
                 cls.packages(read_toml(project.lock_path, before)) if before else {})
-            return cls(before, cls.packages(read_toml(project.lock_path, after)),
-                       created).report()
-        return cls(before, cls.packages(read_toml(project.lock_path, after))).report()
+        return cls(before, cls.packages(read_toml(project.lock_path, after)), created).report()
 
     @staticmethod
     def packages(lock):

@@ -274,18 +274,24 @@ def served(directory):
         server.server_close()
 
 
+def locked_for_a_user_without_an_index(project, tmp_path, python):
+    """PROJECT locked by uv, and the variables of a fresh home whose uv and pip configuration
+    name an empty index, with python3 being PYTHON: only the project's folder has wheels."""
+    bindir = python_bin(tmp_path / "bin", python3=python)
+    empty = tmp_path / "empty-index"
+    empty.mkdir()
+    env = dict(fresh_home(tmp_path, empty.as_uri()), PATH="{}:/usr/bin:/bin".format(bindir))
+    project.run([UV, "lock", "--project", str(project.root)], env=env, check=0)
+    return project, env
+
+
 @pytest.mark.parametrize("minor", [9, 11])
 def test_status_installs_nothing_where_the_libraries_are_not_at_hand(own_index_project,
                                                                       tmp_path, minor):
     """A fresh home, and a Python that needs tomli (3.9) or not (3.11): status reports,
     with the lock checked by uv, and leaves tomli to the first command that needs it."""
     python = pyenv_python(minor) or PYTHON
-    project = own_index_project()
-    bindir = python_bin(tmp_path / "bin", python3=python)
-    empty = tmp_path / "empty-index"
-    empty.mkdir()
-    env = dict(fresh_home(tmp_path, empty.as_uri()), PATH="{}:/usr/bin:/bin".format(bindir))
-    project.run([UV, "lock", "--project", str(project.root)], env=env, check=0)
+    project, env = locked_for_a_user_without_an_index(own_index_project(), tmp_path, python)
     result = project.cmd("status", env=env, check=0)
     assert "installing" not in result.stderr
     assert not os.path.exists(os.path.join(env["HOME"], ".cache", "appenv", "lib"))
@@ -537,12 +543,7 @@ def test_a_symlink_needs_tomli_only(own_index_project, index, tmp_path):
         pytest.skip("no CPython 3.9 here")
     for wheel in index.glob("tomli-*.whl"):
         shutil.copy(str(wheel), str(own_index_project.wheels))
-    project = own_index_project()
-    bindir = python_bin(tmp_path / "bin", python3=python)
-    empty = tmp_path / "empty-index"
-    empty.mkdir()
-    env = dict(fresh_home(tmp_path, empty.as_uri()), PATH="{}:/usr/bin:/bin".format(bindir))
-    project.run([UV, "lock", "--project", str(project.root)], env=env, check=0)
+    project, env = locked_for_a_user_without_an_index(own_index_project(), tmp_path, python)
     result = project.run(["./tool-a"], env=env)
     assert json.loads(result.stdout)["version"] == "1.0", result.stderr
     assert "installing tomli>=1.1" in result.stderr and "packaging" not in result.stderr
