@@ -157,33 +157,29 @@ def main(argv=None, installed=False):
         if memo and writable(memo):
             remember_interpreter(memo, path)
         if installed or name in LAUNCHER_NAMES:
-            return written(Command.dispatch(argv[1:], installed))
+            return Command.dispatch(argv[1:], installed)
         return launch(launcher_root(), name, argv[1:])
     except Problem as problem:
         problem.report()
         return problem.status
-    except BrokenPipeError:  # stdout's reader went away while the command wrote
-        return written(141)
     except KeyboardInterrupt:
         say("interrupted")
         return 130
 
 
-def written(status):
-    """STATUS once what a command printed is written out, here rather than by Python at exit:
-    141 when the reader went away (`./appenv list | head -1`), quietly, as a shell says
-    SIGPIPE; 74 when stdout cannot be written (a full disk), saying so."""
+def show(text):
+    """Write TEXT, a command's output, to stdout now, rather than leave it to Python at exit.
+    When it cannot be written: 141 if the reader went away (`./appenv list | head -1`),
+    quietly, as a shell says SIGPIPE; 74 if stdout is on a full disk, or closed, saying so."""
     try:
-        if sys.stdout:
-            sys.stdout.flush()
-        return status
-    except BrokenPipeError:
-        status = 141
-    except OSError as e:
-        say("cannot write the output: {}".format(e.strerror), error=True)
-        status = 74
-    posix.dup2(posix.open("/dev/null", posix.O_WRONLY), 1)  # what is left unwritten: dropped
-    return status
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except (OSError, AttributeError) as e:  # AttributeError: no stdout (None) at all
+        posix.dup2(posix.open("/dev/null", posix.O_WRONLY), 1)  # what is left unwritten: dropped
+        if isinstance(e, BrokenPipeError):
+            raise Problem(141, "")
+        raise Problem(74, "cannot write the output: {}".format(getattr(e, "strerror", "")
+                                                                or "stdout is closed"))
 
 
 def launcher_root():
@@ -586,7 +582,8 @@ class Problem(Exception):
         self.status, self.message = status, message
 
     def report(self):
-        say(self.message, error=True)
+        if self.message:
+            say(self.message, error=True)
 
 
 QUIET = []  # `-q`: appenv's own progress lines dropped, and uv given --quiet (errors stay)
@@ -3264,10 +3261,10 @@ class Command:
                 OUTPUT_OPTIONS[option].append(option)
                 continue
             if option in ("-h", "--help"):
-                sys.stdout.write(usage())
+                show(usage())
                 return 0
             if option in ("-V", "--version"):
-                sys.stdout.write("appenv {}\n".format(__version__))
+                show("appenv {}\n".format(__version__))
                 return 0
             if option == "--project" and args:
                 root = os.path.abspath(args.pop(0))
@@ -3290,7 +3287,7 @@ class Command:
         # what follows them on, so only right after the command
         if name != "help" and any(a in ("-h", "--help") for a in (
                 args[:1] if found.passes_on == "all" else args)):
-            sys.stdout.write(found.help())
+            show(found.help())
             return 0
         root = root or (os.getcwd() if installed else launcher_root())
         global PROJECT
@@ -3458,7 +3455,7 @@ only then do symlinks use it; an environment already ready is left as it is.""")
         if extras or groups:
             say("symlinks and `python` run in this environment with {}".format(
                 selection.variables()))
-        sys.stdout.write(env.path + "\n")
+        show(env.path + "\n")
         return 0
 
     @command("Add packages to the project, link their binaries, and lock", text="""
@@ -3643,13 +3640,13 @@ the Python uv finds). Writes nothing; exit 0 whether or not any is outdated.""",
                 continue
         if "--json" in options:
             import json
-            sys.stdout.write(json.dumps(report, indent=2) + "\n")
+            show(json.dumps(report, indent=2) + "\n")
         elif report:
             rows = [("Package", "Locked", "Allowed", "Newest")] + [
                 (r["name"], r["locked"], r["allowed"], r["newest"] or "?") for r in report]
             width = [max(len(row[i]) for row in rows) for i in range(4)]
-            sys.stdout.write("".join("  ".join(cell.ljust(w) for cell, w in zip(row, width))
-                                     .rstrip() + "\n" for row in rows))
+            show("".join("  ".join(cell.ljust(w) for cell, w in zip(row, width)).rstrip() + "\n"
+                         for row in rows))
         else:
             say("{} locked package is at its newest version".format("every other" if unknown
                                                                      else "every"))
@@ -3759,7 +3756,7 @@ project's direct dependencies first, with their package and version.""", options
                  for path in links_to(self.root, project_launcher(self.root))]
         if "--json" in options:
             import json
-            sys.stdout.write(json.dumps({"links": links, "binaries": offered}, indent=2) + "\n")
+            show(json.dumps({"links": links, "binaries": offered}, indent=2) + "\n")
             return 0
         lines = ["Links:"]
         for link in links:
@@ -3771,7 +3768,7 @@ project's direct dependencies first, with their package and version.""", options
             lines.append("  {:<24} {} {}{}".format(binary["name"], binary["package"], binary[
                 "version"], "  (a direct dependency)" if binary["direct"] else ""))
         lines += [] if offered else ["  none"]
-        sys.stdout.write("\n".join(lines) + "\n")
+        show("\n".join(lines) + "\n")
         return 0
 
     @command("Show the project, uv, the lock and the environments", text="""
@@ -3786,9 +3783,9 @@ exists. Installs nothing and builds nothing.""", options=[
         report = Status(self.root).collect()
         if "--json" in options:
             import json
-            sys.stdout.write(json.dumps(report, indent=2) + "\n")
+            show(json.dumps(report, indent=2) + "\n")
         else:
-            sys.stdout.write(Status.text(report))
+            show(Status.text(report))
         return 0
 
     @command("Remove appenv's environments", text="""
@@ -3864,7 +3861,7 @@ keep working; environments are kept. Typical use: a newer appenv.py updates a pr
     def help(self, _options, names):
         if names and names[0] not in COMMANDS:
             raise usage_error("unknown command {!r}".format(names[0]))
-        sys.stdout.write(COMMANDS[names[0]].help() if names else usage())
+        show(COMMANDS[names[0]].help() if names else usage())
         return 0
 
 
