@@ -3774,9 +3774,9 @@ project's direct dependencies first, with their package and version.""", options
     @command("Show the project, uv, the lock and the environments", text="""
 Shows the project root, appenv's version, the uv appenv uses and how it was found, whether
 uv.lock is present and up to date with pyproject.toml (`uv lock --check --offline`), the
-production environment (ready, changed, unusable, partial, incomplete, stale or missing, and
-its Python), the environments kept, and each symlink in the project with whether its binary
-exists. Installs nothing and builds nothing.""", options=[
+production environment (ready, changed, unusable, partial, building, incomplete, stale or
+missing, and its Python), the environments kept, and each symlink in the project with whether
+its binary exists. Installs nothing and builds nothing.""", options=[
         Option("--json", "Print the same as JSON (fields: docs/commands.md)")])
     def status(self, options, _arguments):
         NO_INSTALL.append(True)  # status reports; what a build needs, the build installs
@@ -3952,7 +3952,7 @@ class Status:
         elif os.path.exists(os.path.join(env.path, PARTIAL)):
             state = "partial"  # `prepare --no-install-*`: a run or `prepare` completes it
         elif os.path.isdir(env.path):
-            state = "incomplete"  # a build that was stopped: the next run builds it again
+            state = "building" if self.building() else "incomplete"  # else stopped: rebuilt
         elif self.home.current():
             state = "stale"  # built for other files: the next run builds this one
         else:
@@ -3960,6 +3960,21 @@ class Status:
         return {"fingerprint": env.key, "path": env.path, "state": state,
                 "python": env.python() if state == "ready" else None,
                 "extras": env.selection.extras, "groups": env.selection.groups}
+
+    def building(self):
+        """Whether another appenv holds the home's lock, so builds in it now."""
+        import fcntl
+        try:
+            fd = os.open(self.home.path + "/lock", os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
 
     def environments(self):
         import time
@@ -3981,7 +3996,7 @@ class Status:
             elif os.path.exists(os.path.join(env.path, PARTIAL)):
                 state = "partial"
             else:
-                state = "incomplete"
+                state = "building" if self.building() else "incomplete"
             used = None
             if state == "ready":
                 used = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(

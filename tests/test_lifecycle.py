@@ -1,5 +1,6 @@
 """A project's life: its status, updating its launcher, workspaces, and a Docker build."""
 
+import fcntl
 import json
 import os
 import shutil
@@ -51,6 +52,13 @@ def test_status_tells_a_partial_and_an_incomplete_environment_from_a_missing_one
     os.makedirs(path)  # what a build stopped early leaves
     assert status(project)["environment"]["state"] == "incomplete"
     assert "(incomplete)" in project.cmd("status", check=0).stdout
+    with open(project.root / ".appenv" / "lock", "w") as lock:  # as a building appenv holds it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        report = status(project)
+        assert report["environment"]["state"] == "building"
+        assert [e["state"] for e in report["environments"]] == ["building"]
+        assert "(building)" in project.cmd("status", check=0).stdout
+    assert status(project)["environment"]["state"] == "incomplete"
 
 
 def test_status_says_what_is_wrong_and_installs_nothing(project, tmp_path):
