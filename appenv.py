@@ -2953,8 +2953,9 @@ class Index:
 def looks_like_a_path_or_url(text):
     """Whether pip would take TEXT, which is not a requirement, for a file or a URL to install
     (its rule: a path separator, a leading dot, a URL scheme, an archive's name)."""
-    return "/" in text or text.startswith(".") or "://" in text or text.endswith(
-        (".whl", ".zip", ".tar.gz", ".tar.bz2", ".tgz"))
+    return "/" in text or text.startswith(".") or "://" in text or text.endswith((
+        ".whl", ".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz",
+        ".tar.lz", ".tlz", ".tar.lzma"))  # pip's ARCHIVE_EXTENSIONS
 
 
 class ClassicProject:

@@ -174,6 +174,17 @@ def test_requirements_ignore_a_byte_order_mark_as_pip_does(tmp_path):
     assert reqs(parsed) == [(1, "requests")] and parsed.unreadable == []
 
 
+@pytest.mark.parametrize("text", ["pkg-1.0.tar", "pkg-1.0.tar.xz", "pkg-1.0.tbz", "pkg.txz",
+                                  "pkg-1.0.tar.gz", "pkg.whl", "./pkg", "dir/pkg", "file://x"])
+def test_a_line_pip_takes_for_an_archive_a_path_or_a_url_is_recognised(text):
+    assert appenv.looks_like_a_path_or_url(text)
+
+
+@pytest.mark.parametrize("text", ["six=1.16.0", "pkg.tar.gz.bak", "pkg-1.0.tarx"])
+def test_a_line_that_is_none_of_them_is_not(text):
+    assert not appenv.looks_like_a_path_or_url(text)
+
+
 # --- pyproject_digest -------------------------------------------------------------------------
 
 
