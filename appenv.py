@@ -2174,12 +2174,13 @@ def is_program(path):
 
 
 def direct_dependencies(root):
-    """The names of [project] dependencies and of the dependency groups, as packaging writes
-    them; none when pyproject.toml cannot be read."""
+    """The names of [project] dependencies, of its extras and of the dependency groups, as
+    packaging writes them; none when pyproject.toml cannot be read."""
     try:
         data = Project(root).pyproject()
         texts = strings(table(data, "project").get("dependencies"))
-        for group in table(data, "dependency-groups").values():
+        for group in list(table(data, "project", "optional-dependencies").values()) + list(
+                table(data, "dependency-groups").values()):
             texts += strings(group)
         libs = libraries()
         return {libs.canonicalize_name(libs.Requirement(t).name) for t in texts}

@@ -158,6 +158,22 @@ def test_list_shows_the_links_and_the_binaries_direct_dependencies_first(project
     assert result.returncode == 127 and "tool-e, tool-x, tool-y" in result.stderr
 
 
+def test_list_counts_the_packages_of_the_extras_and_groups_as_direct(project_factory):
+    project = project_factory(dependencies=["lib-b"], links=[], extra="""
+        [project.optional-dependencies]
+        cli = ["tool-c"]
+        [dependency-groups]
+        ops = ["tool-e"]
+        [tool.appenv]
+        extras = ["cli"]
+        groups = ["ops"]
+        """)
+    report = json.loads(project.cmd("list", "--json", check=0).stdout)
+    assert {b["name"]: b["direct"] for b in report["binaries"]} == {"tool-c": True,
+                                                                    "tool-e": True}
+    assert "tool-c 1.0  (a direct dependency)" in project.cmd("list", check=0).stdout
+
+
 def test_a_mistyped_command_or_link_says_what_was_meant(project):
     result = project.cmd("update-lockfil")
     assert result.returncode == 64 and "'update-lockfile'" in result.stderr
