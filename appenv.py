@@ -305,12 +305,9 @@ class Home:
             if relevant == full or not exists(self.path):
                 continue
             try:
-                for kind, name in (("pyproject", full), ("relevant", relevant)):
-                    if kind == "pyproject" or read_memo(self.path + "/relevant", name) is None:
-                        make_dirs("{}/{}".format(self.path, kind))
-                        write_atomically("{}/{}/{}".format(self.path, kind, name), value,
-                                         durable=False)
-                        prune("{}/{}".format(self.path, kind), 50)
+                write_memo(self.path + "/pyproject", full, value, 50)
+                if read_memo(self.path + "/relevant", relevant) is None:
+                    write_memo(self.path + "/relevant", relevant, value, 50)
             except OSError:
                 pass
         self.learned = {}
@@ -636,6 +633,14 @@ def read_memo(directory, name):
     return None
 
 
+def write_memo(directory, name, value, keep):
+    """Write the memo DIRECTORY/NAME, not durably (one lost is worked out again), and keep
+    only the KEEP newest there."""
+    make_dirs(directory)
+    write_atomically(directory + "/" + name, value, durable=False)
+    prune(directory, keep)
+
+
 def writable(path):
     """Whether PATH can be created: its directory, or the first that exists above, is writable
     (a read-only home spares the cold path on every run)."""
@@ -807,9 +812,7 @@ def remembered_pyproject_digest(root, name, full, data):
             return full  # not TOML: uv reports it; meanwhile every byte counts
         if memos:
             try:
-                make_dirs(memos)
-                write_atomically(memos + "/" + full, value, durable=False)
-                prune(memos, 200)
+                write_memo(memos, full, value, 200)
             except OSError:
                 pass
     return value
@@ -995,7 +998,8 @@ class Builder:
                 plan, started = self.plan_while_syncing(root, env, partial)
             members = member_files(root, plan.member_patterns)
             if list(self.home.members(env.base)) != members:
-                record_members(self.home, env.base, members)
+                # which members' pyproject.toml count for these root files (`Home.members`)
+                write_memo(self.home.path + "/members", env.base, "\n".join(members), 50)
                 env = self.home.environment(env.selection)
                 if env.is_ready():
                     self.point_current(env)
@@ -1185,14 +1189,6 @@ def member_files(root, patterns):
         if os.path.isfile(path) and path != os.path.join(root, "pyproject.toml"):
             files.append(os.path.relpath(path, root))
     return sorted(files)
-
-
-def record_members(home, base, members):
-    """Record which members' pyproject.toml count for these root files (`Home.members`)."""
-    directory = home.path + "/members"
-    make_dirs(directory)
-    write_atomically(directory + "/" + base, "\n".join(members), durable=False)
-    prune(directory, 50)
 
 
 def site_packages(env_path):
