@@ -2194,7 +2194,7 @@ class LockDiff:
         self.created = created  # no uv.lock before
 
     @classmethod
-    def since(cls, project, before, merged=None):
+    def since(cls, project, before, merged):
         """The summary of uv.lock now against BEFORE (its bytes then, or our side's packages
         in a conflict); during a merge, against MERGED, what our side (HEAD) committed."""
         after, created = read_bytes(project.lock_path), False
@@ -2230,21 +2230,16 @@ class LockDiff:
             old, new = self.before.get(name), self.after.get(name)
             if old == new:
                 continue
-            if old is None:
-                result.append(("added", name, None, versions_text(new, Version)))
-            elif new is None:
-                result.append(("removed", name, versions_text(old, Version), None))
-            else:
-                kind = "changed"
+            kind = "added" if old is None else "removed" if new is None else "changed"
+            if kind == "changed":
                 try:
                     lowest_old, lowest_new = (min(map(Version, v)) for v in (old, new))
-                    kind = "upgraded" if lowest_new > lowest_old else "downgraded"
-                    if lowest_new == lowest_old:
-                        kind = "changed"
+                    if lowest_new != lowest_old:
+                        kind = "upgraded" if lowest_new > lowest_old else "downgraded"
                 except (ValueError, TypeError):
                     pass
-                result.append((kind, name, versions_text(old, Version),
-                               versions_text(new, Version)))
+            result.append((kind, name, old and versions_text(old, Version),
+                           new and versions_text(new, Version)))
         return result
 
     def report(self):
@@ -2337,7 +2332,7 @@ def plural(count, word):
     return "{} {}{}".format(count, word, "" if count == 1 else "s")
 
 
-def versions_text(versions, Version=None):
+def versions_text(versions, Version):
     try:
         return ", ".join(sorted(versions, key=Version))
     except (ValueError, TypeError):
