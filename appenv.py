@@ -1850,7 +1850,7 @@ def install_libraries(name, target, tried):
     attempts = []
     uv = Uv.at_hand()
     if uv is None and not offline:  # uv first, so that the libraries come into uv's cache too
-        installed = Uv.install(None, tried, None)  # a failure is listed with the sources
+        installed = Uv.install(None, tried)  # a failure is listed with the sources
         uv = installed and installed.path
     say("installing {} for appenv into {}".format(requirements[0], target))
     if uv:
@@ -1964,7 +1964,7 @@ class Uv(UvBinary):
     `uv_situation` holds: no `uv --version` on every command."""
 
     @classmethod
-    def find(cls, root=None, required=None, install=True, recall=True):
+    def find(cls, root, required, install=True, recall=True):
         """APPENV_UV; uv on PATH; the copy appenv installed before; else install one."""
         memo = cls.memo(required)
         found = UvBinary.recall(Record.read("uv", memo)) if recall else None
@@ -2023,7 +2023,7 @@ class Uv(UvBinary):
                 return found
         if not install:
             return None
-        installed = cls.install(required, tried, root)
+        installed = cls.install(required, tried)
         if installed:
             return installed
         raise Problem(69, (
@@ -2057,7 +2057,7 @@ class Uv(UvBinary):
         return version if release(version) else None
 
     @classmethod
-    def install(cls, required, tried, root):
+    def install(cls, required, tried):
         """pip install uv into <cache>/appenv/uv/<version>, honouring pip's configuration."""
         wanted = ">=" + MIN_UV
         if required:  # a specifier for pip: the only place that needs packaging for uv
@@ -2261,7 +2261,7 @@ class LockDiff:
         return "\n".join(lines)
 
 
-def relock(uv, args, env=None, changes_too=False):
+def relock(uv, args, changes_too=False):
     """Run uv ARGS (a lock: `uv lock`, `uv add`, `uv remove`), passing what it says on to
     stderr line by line, but the lines appenv says itself: each package added, removed or
     updated (the summary says each once, against the lock before the command; CHANGES_TOO
@@ -2273,7 +2273,7 @@ def relock(uv, args, env=None, changes_too=False):
     read, write = posix.pipe()
     try:
         pid = spawn(command, [(posix.POSIX_SPAWN_DUP2, write, 1),
-                              (posix.POSIX_SPAWN_DUP2, write, 2)], env)
+                              (posix.POSIX_SPAWN_DUP2, write, 2)])
     except OSError as e:
         raise UvCannotStart(69, "cannot run uv {}: {}".format(uv.path, e.strerror))
     finally:
