@@ -222,6 +222,8 @@ def production_environment(root, binary=None):
 class Home:
     """The directory that holds a project's environments: .appenv/ or under APPENV_HOME."""
 
+    FILES = ("pyproject.toml", "uv.lock", ".python-version")  # the root's, in every fingerprint
+
     def __init__(self, root, binary=None):
         self.root = root
         self.binary = binary  # the binary this run is to start: `Environment.is_ready` checks it
@@ -244,7 +246,7 @@ class Home:
             return self.pyproject_digest(name, full, data, compute)
 
         base = fingerprint(self.root, b"appenv %s\0%s" % (FORMAT.encode(), selection.encode()),
-                           ("pyproject.toml", "uv.lock", ".python-version"), counted)
+                           self.FILES, counted)
         members = self.members(base) if base else ()  # workspace members: theirs count too
         key = fingerprint(self.root, base.encode(), members, counted) if members else base
         return Environment(self, key, selection, base) if key else None
@@ -286,8 +288,7 @@ class Home:
         """Device, inode, size, mtime and ctime of each file ENV's fingerprint reads: another
         write in between shows, though the content be the same again."""
         found = []
-        for name in ("pyproject.toml", "uv.lock", ".python-version") + tuple(
-                self.members(env.base)):
+        for name in self.FILES + tuple(self.members(env.base)):
             try:
                 st = posix.stat("{}/{}".format(self.root, name))
                 found.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
