@@ -343,21 +343,17 @@ class Environment:
         marker = Record.parse("environment", posix.read(fd, 4096))
         try:
             site = marker.get("site-packages")
-            if not site.startswith(self.path + "/"):
-                return False  # a copy of the project: venvs do not move
-            if posix.stat(site).st_mtime_ns != int(marker.get("site-packages-mtime")):
-                return False
-            posix.stat(self.path + "/bin/python")  # follows the link: Python gone?
-            if not self.binaries_intact(int(marker.get("bin-mtime")),
-                                        int(marker.get("newest-binary-mtime"))):
-                return False
+            ready = (site.startswith(self.path + "/")  # a copy of the project: venvs do not move
+                     and posix.stat(site).st_mtime_ns == int(marker.get("site-packages-mtime"))
+                     and exists(self.path + "/bin/python")  # follows the link: Python gone?
+                     and self.binaries_intact(int(marker.get("bin-mtime")),
+                                              int(marker.get("newest-binary-mtime"))))
         except (AttributeError, TypeError, ValueError, OSError):  # no marker of this format
-            posix.close(fd)
-            return False
-        if not hold:
-            posix.close(fd)
-            return True
-        return self.hold(fd)
+            ready = False
+        if ready and hold:
+            return self.hold(fd)
+        posix.close(fd)
+        return ready
 
     def binaries_intact(self, directory_mtime, newest):
         """bin/ as the build left it: a console script removed or added changes its mtime; the
