@@ -1776,21 +1776,20 @@ def library(name):
     # <cache>/appenv/lib/pyX.Y; without a cache (no home), enough if this Python has them
     target = os.path.join(cache_dir(), "lib", "py{}.{}".format(*sys.version_info))
     module = import_from(name, [target], "appenv's cache", tried)
+    python = "Python {}.{} ({})".format(*sys.version_info[:2], sys.executable)
     if module is None and NO_INSTALL:
-        raise NotAtHand(69, "{} is not at hand for Python {}.{} ({}), and status installs "
-                            "nothing: the first command that needs it installs it".format(
-                                name, sys.version_info[0], sys.version_info[1], sys.executable))
+        raise NotAtHand(69, "{} is not at hand for {}, and status installs nothing: the first "
+                            "command that needs it installs it".format(name, python))
     if module is None:
         install_libraries(name, target, tried)
         module = import_from(name, [target], "appenv's cache", [])
     if module is None:
         raise Problem(69, (
-            "appenv needs {} for Python {}.{} ({}) and found it nowhere. Tried:\n  {}\n"
+            "appenv needs {} for {} and found it nowhere. Tried:\n  {}\n"
             "To fix it for this Python, run:\n  {} -m pip install --target {} '{}'\n"
             "For a project whose only index is a folder of wheels (air-gapped), put the wheels "
             "of {} in that folder too."
-        ).format(name, sys.version_info[0], sys.version_info[1], sys.executable,
-                 "\n  ".join(tried), sys.executable, target, WANTED[name], name))
+        ).format(name, python, "\n  ".join(tried), sys.executable, target, WANTED[name], name))
     return module
 
 
