@@ -222,6 +222,8 @@ def production_environment(root, binary=None):
 class Home:
     """The directory that holds a project's environments: .appenv/ or under APPENV_HOME."""
 
+    FILES = ("pyproject.toml", "uv.lock", ".python-version")  # the root's, in every fingerprint
+
     def __init__(self, root, binary=None):
         self.root = root
         self.binary = binary  # the binary this run is to start: `Environment.is_ready` checks it
@@ -244,7 +246,7 @@ class Home:
             return self.pyproject_digest(name, full, data, compute)
 
         base = fingerprint(self.root, b"appenv %s\0%s" % (FORMAT.encode(), selection.encode()),
-                           ("pyproject.toml", "uv.lock", ".python-version"), counted)
+                           self.FILES, counted)
         members = self.members(base) if base else ()  # workspace members: theirs count too
         key = fingerprint(self.root, base.encode(), members, counted) if members else base
         return Environment(self, key, selection, base) if key else None
@@ -286,8 +288,7 @@ class Home:
         """Device, inode, size, mtime and ctime of each file ENV's fingerprint reads: another
         write in between shows, though the content be the same again."""
         found = []
-        for name in ("pyproject.toml", "uv.lock", ".python-version") + tuple(
-                self.members(env.base)):
+        for name in self.FILES + tuple(self.members(env.base)):
             try:
                 st = posix.stat("{}/{}".format(self.root, name))
                 found.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
@@ -305,12 +306,9 @@ class Home:
             if relevant == full or not exists(self.path):
                 continue
             try:
-                for kind, name in (("pyproject", full), ("relevant", relevant)):
-                    if kind == "pyproject" or read_memo(self.path + "/relevant", name) is None:
-                        make_dirs("{}/{}".format(self.path, kind))
-                        write_atomically("{}/{}/{}".format(self.path, kind, name), value,
-                                         durable=False)
-                        prune("{}/{}".format(self.path, kind), 50)
+                write_memo(self.path + "/pyproject", full, value, 50)
+                if read_memo(self.path + "/relevant", relevant) is None:
+                    write_memo(self.path + "/relevant", relevant, value, 50)
             except OSError:
                 pass
         self.learned = {}
@@ -345,21 +343,17 @@ class Environment:
         marker = Record.parse("environment", posix.read(fd, 4096))
         try:
             site = marker.get("site-packages")
-            if not site.startswith(self.path + "/"):
-                return False  # a copy of the project: venvs do not move
-            if posix.stat(site).st_mtime_ns != int(marker.get("site-packages-mtime")):
-                return False
-            posix.stat(self.path + "/bin/python")  # follows the link: Python gone?
-            if not self.binaries_intact(int(marker.get("bin-mtime")),
-                                        int(marker.get("newest-binary-mtime"))):
-                return False
+            ready = (site.startswith(self.path + "/")  # a copy of the project: venvs do not move
+                     and posix.stat(site).st_mtime_ns == int(marker.get("site-packages-mtime"))
+                     and exists(self.path + "/bin/python")  # follows the link: Python gone?
+                     and self.binaries_intact(int(marker.get("bin-mtime")),
+                                              int(marker.get("newest-binary-mtime"))))
         except (AttributeError, TypeError, ValueError, OSError):  # no marker of this format
-            posix.close(fd)
-            return False
-        if not hold:
-            posix.close(fd)
-            return True
-        return self.hold(fd)
+            ready = False
+        if ready and hold:
+            return self.hold(fd)
+        posix.close(fd)
+        return ready
 
     def binaries_intact(self, directory_mtime, newest):
         """bin/ as the build left it: a console script removed or added changes its mtime; the
@@ -636,6 +630,14 @@ def read_memo(directory, name):
     return None
 
 
+def write_memo(directory, name, value, keep):
+    """Write the memo DIRECTORY/NAME, not durably (one lost is worked out again), and keep
+    only the KEEP newest there."""
+    make_dirs(directory)
+    write_atomically(directory + "/" + name, value, durable=False)
+    prune(directory, keep)
+
+
 def writable(path):
     """Whether PATH can be created: its directory, or the first that exists above, is writable
     (a read-only home spares the cold path on every run)."""
@@ -807,9 +809,7 @@ def remembered_pyproject_digest(root, name, full, data):
             return full  # not TOML: uv reports it; meanwhile every byte counts
         if memos:
             try:
-                make_dirs(memos)
-                write_atomically(memos + "/" + full, value, durable=False)
-                prune(memos, 200)
+                write_memo(memos, full, value, 200)
             except OSError:
                 pass
     return value
@@ -995,7 +995,8 @@ class Builder:
                 plan, started = self.plan_while_syncing(root, env, partial)
             members = member_files(root, plan.member_patterns)
             if list(self.home.members(env.base)) != members:
-                record_members(self.home, env.base, members)
+                # which members' pyproject.toml count for these root files (`Home.members`)
+                write_memo(self.home.path + "/members", env.base, "\n".join(members), 50)
                 env = self.home.environment(env.selection)
                 if env.is_ready():
                     self.point_current(env)
@@ -1185,14 +1186,6 @@ def member_files(root, patterns):
         if os.path.isfile(path) and path != os.path.join(root, "pyproject.toml"):
             files.append(os.path.relpath(path, root))
     return sorted(files)
-
-
-def record_members(home, base, members):
-    """Record which members' pyproject.toml count for these root files (`Home.members`)."""
-    directory = home.path + "/members"
-    make_dirs(directory)
-    write_atomically(directory + "/" + base, "\n".join(members), durable=False)
-    prune(directory, 50)
 
 
 def site_packages(env_path):
@@ -1783,21 +1776,20 @@ def library(name):
     # <cache>/appenv/lib/pyX.Y; without a cache (no home), enough if this Python has them
     target = os.path.join(cache_dir(), "lib", "py{}.{}".format(*sys.version_info))
     module = import_from(name, [target], "appenv's cache", tried)
+    python = "Python {}.{} ({})".format(*sys.version_info[:2], sys.executable)
     if module is None and NO_INSTALL:
-        raise NotAtHand(69, "{} is not at hand for Python {}.{} ({}), and status installs "
-                            "nothing: the first command that needs it installs it".format(
-                                name, sys.version_info[0], sys.version_info[1], sys.executable))
+        raise NotAtHand(69, "{} is not at hand for {}, and status installs nothing: the first "
+                            "command that needs it installs it".format(name, python))
     if module is None:
         install_libraries(name, target, tried)
         module = import_from(name, [target], "appenv's cache", [])
     if module is None:
         raise Problem(69, (
-            "appenv needs {} for Python {}.{} ({}) and found it nowhere. Tried:\n  {}\n"
+            "appenv needs {} for {} and found it nowhere. Tried:\n  {}\n"
             "To fix it for this Python, run:\n  {} -m pip install --target {} '{}'\n"
             "For a project whose only index is a folder of wheels (air-gapped), put the wheels "
             "of {} in that folder too."
-        ).format(name, sys.version_info[0], sys.version_info[1], sys.executable,
-                 "\n  ".join(tried), sys.executable, target, WANTED[name], name))
+        ).format(name, python, "\n  ".join(tried), sys.executable, target, WANTED[name], name))
     return module
 
 
@@ -1854,7 +1846,7 @@ def install_libraries(name, target, tried):
     attempts = []
     uv = Uv.at_hand()
     if uv is None and not offline:  # uv first, so that the libraries come into uv's cache too
-        installed = Uv.install(None, tried, None)  # a failure is listed with the sources
+        installed = Uv.install(None, tried)  # a failure is listed with the sources
         uv = installed and installed.path
     say("installing {} for appenv into {}".format(requirements[0], target))
     if uv:
@@ -1968,7 +1960,7 @@ class Uv(UvBinary):
     `uv_situation` holds: no `uv --version` on every command."""
 
     @classmethod
-    def find(cls, root=None, required=None, install=True, recall=True):
+    def find(cls, root, required, install=True, recall=True):
         """APPENV_UV; uv on PATH; the copy appenv installed before; else install one."""
         memo = cls.memo(required)
         found = UvBinary.recall(Record.read("uv", memo)) if recall else None
@@ -2027,7 +2019,7 @@ class Uv(UvBinary):
                 return found
         if not install:
             return None
-        installed = cls.install(required, tried, root)
+        installed = cls.install(required, tried)
         if installed:
             return installed
         raise Problem(69, (
@@ -2061,7 +2053,7 @@ class Uv(UvBinary):
         return version if release(version) else None
 
     @classmethod
-    def install(cls, required, tried, root):
+    def install(cls, required, tried):
         """pip install uv into <cache>/appenv/uv/<version>, honouring pip's configuration."""
         wanted = ">=" + MIN_UV
         if required:  # a specifier for pip: the only place that needs packaging for uv
@@ -2199,7 +2191,7 @@ class LockDiff:
         self.created = created  # no uv.lock before
 
     @classmethod
-    def since(cls, project, before, merged=None):
+    def since(cls, project, before, merged):
         """The summary of uv.lock now against BEFORE (its bytes then, or our side's packages
         in a conflict); during a merge, against MERGED, what our side (HEAD) committed."""
         after, created = read_bytes(project.lock_path), False
@@ -2235,21 +2227,16 @@ class LockDiff:
             old, new = self.before.get(name), self.after.get(name)
             if old == new:
                 continue
-            if old is None:
-                result.append(("added", name, None, versions_text(new, Version)))
-            elif new is None:
-                result.append(("removed", name, versions_text(old, Version), None))
-            else:
-                kind = "changed"
+            kind = "added" if old is None else "removed" if new is None else "changed"
+            if kind == "changed":
                 try:
                     lowest_old, lowest_new = (min(map(Version, v)) for v in (old, new))
-                    kind = "upgraded" if lowest_new > lowest_old else "downgraded"
-                    if lowest_new == lowest_old:
-                        kind = "changed"
+                    if lowest_new != lowest_old:
+                        kind = "upgraded" if lowest_new > lowest_old else "downgraded"
                 except (ValueError, TypeError):
                     pass
-                result.append((kind, name, versions_text(old, Version),
-                               versions_text(new, Version)))
+            result.append((kind, name, old and versions_text(old, Version),
+                           new and versions_text(new, Version)))
         return result
 
     def report(self):
@@ -2271,7 +2258,7 @@ class LockDiff:
         return "\n".join(lines)
 
 
-def relock(uv, args, env=None, changes_too=False):
+def relock(uv, args, changes_too=False):
     """Run uv ARGS (a lock: `uv lock`, `uv add`, `uv remove`), passing what it says on to
     stderr line by line, but the lines appenv says itself: each package added, removed or
     updated (the summary says each once, against the lock before the command; CHANGES_TOO
@@ -2283,7 +2270,7 @@ def relock(uv, args, env=None, changes_too=False):
     read, write = posix.pipe()
     try:
         pid = spawn(command, [(posix.POSIX_SPAWN_DUP2, write, 1),
-                              (posix.POSIX_SPAWN_DUP2, write, 2)], env)
+                              (posix.POSIX_SPAWN_DUP2, write, 2)])
     except OSError as e:
         raise UvCannotStart(69, "cannot run uv {}: {}".format(uv.path, e.strerror))
     finally:
@@ -2342,7 +2329,7 @@ def plural(count, word):
     return "{} {}{}".format(count, word, "" if count == 1 else "s")
 
 
-def versions_text(versions, Version=None):
+def versions_text(versions, Version):
     try:
         return ", ".join(sorted(versions, key=Version))
     except (ValueError, TypeError):
