@@ -151,6 +151,8 @@ def main(argv=None, installed=False):
     try:
         if sys.version_info < (3, 8):  # this file compiles under 3.6 and 3.7 to say so
             return newer_python(argv, installed)
+        if None in (sys.stdin, sys.stdout, sys.stderr):
+            standard_streams()
         memo, path, bytecode = STARTUP or ("", "", None)
         if bytecode:
             remember_bytecode(*bytecode)
@@ -167,19 +169,40 @@ def main(argv=None, installed=False):
         return 130
 
 
+def standard_streams():
+    """/dev/null in place of a closed stdin, stdout or stderr (Python made it None), as a
+    daemon may start appenv: else the next file opened would take the descriptor, and uv's
+    progress, or the binary's output, would go into it. A command's own output to a closed
+    stdout is still an error (`show`)."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        if getattr(sys, name) is None:
+            null = posix.open("/dev/null", posix.O_RDWR)
+            if null == fd:
+                posix.set_inheritable(fd, True)  # for uv and the binary too
+            else:
+                posix.dup2(null, fd)
+                posix.close(null)
+            setattr(sys, name, open(fd, mode, closefd=False))
+            CLOSED.append(name)
+
+
+CLOSED = []  # the standard streams that were closed when appenv started
+
+
 def show(text):
     """Write TEXT, a command's output, to stdout now, rather than leave it to Python at exit.
     When it cannot be written: 141 if the reader went away (`./appenv list | head -1`),
     quietly, as a shell says SIGPIPE; 74 if stdout is on a full disk, or closed, saying so."""
     try:
+        if "stdout" in CLOSED and text:
+            raise OSError(9, "stdout is closed")
         sys.stdout.write(text)
         sys.stdout.flush()
-    except (OSError, AttributeError) as e:  # AttributeError: no stdout (None) at all
+    except OSError as e:
         posix.dup2(posix.open("/dev/null", posix.O_WRONLY), 1)  # what is left unwritten: dropped
         if isinstance(e, BrokenPipeError):
             raise Problem(141, "")
-        raise Problem(74, "cannot write the output: {}".format(getattr(e, "strerror", "")
-                                                                or "stdout is closed"))
+        raise Problem(74, "cannot write the output: {}".format(e.strerror))
 
 
 def launcher_root():
@@ -434,11 +457,12 @@ def fingerprint(root, prefix, files, counted=None):
         except OSError:
             h.update(b"\0unreadable")
             continue
+        st = posix.fstat(fd)
+        if st.st_mode & 0o170000 != 0o100000:  # before open(): it refuses a directory
+            posix.close(fd)
+            h.update(b"\0not a file")
+            continue
         with open(fd, "rb", buffering=0) as f:
-            st = posix.fstat(fd)
-            if st.st_mode & 0o170000 != 0o100000:
-                h.update(b"\0not a file")
-                continue
             whole = hasher() if counted and name.endswith("pyproject.toml") else h
             whole.update(b"%s %d\0" % (FORMAT.encode(), st.st_size))  # the rules' version too
             read = [] if whole is not h else None  # a pyproject.toml's bytes, to parse as hashed
@@ -2599,8 +2623,11 @@ def read_bytes(path):
         return None
     except OSError as e:
         raise Problem(66, "cannot read {}: {}".format(path, e.strerror))
+    st = posix.fstat(fd)
+    if st.st_mode & 0o170000 != 0o100000:  # before open(): it refuses a directory
+        posix.close(fd)
+        regular_file(path, st)
     with open(fd, "rb") as f:
-        regular_file(path, posix.fstat(fd))
         try:
             return f.read()
         except OSError as e:
@@ -3660,6 +3687,7 @@ downgraded, with its versions. Every option is passed to `uv lock`; the common o
         checking = "--check" in args or "--locked" in args
         dry_run = "--dry-run" in args
         if checking and not project.has_lock():
+            regular_file(project.lock_path)  # a directory there: 66, saying so
             raise Problem(1, "No uv.lock found. Run: {} update-lockfile, then commit uv.lock"
                           .format(launcher_command()))
         conflicted = project.lock_conflict()

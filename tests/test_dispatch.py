@@ -257,6 +257,31 @@ def test_a_binary_starts_with_no_signal_ignored_that_a_shell_would_not(project_f
         assert ignored & (pipe | file_size) == 0, (argv, result.stderr)
 
 
+def closed(project, streams, *argv):
+    """Run ARGV in PROJECT with the standard streams STREAMS ("<&-", ">&-", "2>&-") closed, as
+    a daemon may start a tool."""
+    return subprocess.run(["sh", "-c", '"$@" ' + streams, "sh"] + [str(a) for a in argv],
+                          cwd=project.root, env=project.env, capture_output=True, text=True)
+
+
+def test_closed_standard_streams_are_dev_null_for_uv_and_the_binary(project, bare_factory):
+    result = closed(project, "2>&-", "./tool-a")  # a first run: uv says what it installs
+    assert result.returncode == 0 and json.loads(result.stdout)["tool"] == "tool-a"
+    assert (project.root / ".appenv" / "lock").read_bytes() == b""  # not uv's progress
+    result = closed(project, "<&- 2>&-", "./appenv", "python", "-c",
+                    "import os; print(os.readlink('/proc/self/fd/0'), "
+                    "os.readlink('/proc/self/fd/2'))")
+    assert (result.returncode, result.stdout) == (0, "/dev/null /dev/null\n")
+    assert closed(project, "2>&-", "./appenv", "bogus").returncode == 64
+    result = closed(project, ">&-", "./appenv", "update-lockfile")  # nothing for stdout: fine
+    assert result.returncode == 0, result.stderr
+    result = closed(project, ">&-", "./appenv", "status")
+    assert (result.returncode, result.stderr) == (74, "error: cannot write the output: stdout "
+                                                      "is closed\n")
+    result = closed(bare_factory(), "<&-", "./appenv", "init")
+    assert result.returncode == 64 and "init needs a project name" in result.stderr
+
+
 @pytest.mark.parametrize("links", [0, 300])
 def test_output_to_a_reader_gone_is_141_quietly_and_to_a_full_disk_74(project, links):
     """`./appenv status | head -1`: the reader has what it wanted (141, as a shell says

@@ -592,6 +592,14 @@ def test_a_fifo_or_a_device_is_66_and_never_blocks(project, tmp_path, name):
     path.symlink_to("/dev/zero")
     result = project.run(["./tool-a"], timeout=60)
     assert result.returncode == 66 and "is a character device" in result.stderr
+    path.unlink()
+    path.mkdir()  # Python's open() refuses a directory before appenv can say what it is
+    for argv in (["./tool-a"], [project.appenv, "prepare"], [project.appenv, "list"],
+                 [project.appenv, "update-lockfile"], [project.appenv, "update-lockfile",
+                                                       "--check"]):
+        result = project.run(argv, timeout=60)
+        assert result.returncode == 66, (argv, result.stderr)
+        assert "{} is a directory, not a regular file".format(path) in result.stderr
 
 
 def test_a_member_s_pyproject_toml_as_a_fifo_is_66_and_never_blocks(project_factory):
