@@ -728,6 +728,8 @@ def build(root, env, partial=()):
     plan = Plan.recall(Plan.key_for(root, env.selection))
     if plan is None or not (is_file(root + "/pyproject.toml") and is_file(root + "/uv.lock")):
         Project(root).check_present()  # before making .appenv: a missing file leaves nothing
+    if env.is_ready(hold=False) and not writable(env.home.path + "/lock"):
+        return env  # prepared, and read-only here (a deploy): `current` stays as it is
     with Builder(env.home) as builder:  # a home that cannot be written: 73, before any work
         try:
             env = builder.ensure(root, env, partial, plan)
@@ -1398,11 +1400,12 @@ def stop(pid):
 
 def wait(pid):
     """The exit status of a child; 128+N when signal N killed it."""
-    try:
-        _, status = posix.waitpid(pid, 0)
+    try:  # until it ends, but left unreaped: stop() cannot hit a process that took its pid
+        posix.waitid(posix.P_PID, pid, posix.WEXITED | posix.WNOWAIT)
     except BaseException:  # Ctrl-C: do not leave the child running behind our back
         stop(pid)
         raise
+    _, status = posix.waitpid(pid, 0)
     if posix.WIFSIGNALED(status):
         return 128 + posix.WTERMSIG(status)  # as a shell says it
     return posix.WEXITSTATUS(status)

@@ -352,9 +352,11 @@ def test_read_only_project(project, tmp_path):
     home = tmp_path / "envs"
     result = run_read_only(project, ["./tool-a"], env={"APPENV_HOME": str(home)})
     assert version_of(result) == "1.0"
-    project.cmd("prepare", check=0)
+    path = project.cmd("prepare", check=0).stdout
     result = run_read_only(project, ["./tool-a", "ro"])
     assert version_of(result) == "1.0"  # prepared: the warm path writes nothing
+    result = run_read_only(project, ["./appenv", "prepare"])  # a deploy's step, run again
+    assert (result.returncode, result.stdout) == (0, path), result.stderr
 
 
 def without_root_s_reach():
