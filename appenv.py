@@ -559,7 +559,7 @@ class Selection:
 
     def encode(self):
         text = ";".join("-" if f is None else ",".join(f) for f in (self.extras, self.groups))
-        return (text + ";" + getenv("UV_PYTHON", "")).encode()
+        return fsencode(text + ";" + getenv("UV_PYTHON", ""))  # undecodable bytes too
 
     def resolve(self, config):
         """The extras and groups to sync, given [tool.appenv]."""
@@ -1969,7 +1969,7 @@ def captured(command, input=None, cwd=None, env=None, text=True):
                               stdin=None if input is not None else subprocess.DEVNULL)
     except OSError as e:
         said = "cannot run {}: {}".format(command[0], e.strerror)
-        return subprocess.CompletedProcess(command, 69, "", said if text else said.encode())
+        return subprocess.CompletedProcess(command, 69, "", said if text else fsencode(said))
 
 
 def output(command):
