@@ -2334,6 +2334,19 @@ def without_colour(text):
     return text
 
 
+def hold_project(root):
+    """Lock the project directory until this process ends, for a command that changes
+    pyproject.toml and uv.lock: two at once take turns, rather than the last one's uv writing
+    over what the other added (both would say they succeeded)."""
+    import fcntl
+    fd = posix.open(root, posix.O_RDONLY)  # not inherited by uv: it closes on exec
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        say("waiting for another appenv that is changing uv.lock in {}".format(root))
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+
 def merge_base_lock(root):
     """uv.lock's bytes as our side (HEAD) committed them, while git merges into the checkout
     of ROOT: the lock before the merge, for the summary and to lock from. None otherwise."""
@@ -3558,6 +3571,7 @@ unless --no-sync.""", arguments=[("<PACKAGES>...", "The names of the packages to
         build the production environment (None with NO_SYNC)."""
         project = Project(self.root)
         project.check_present(lock=False)
+        hold_project(self.root)
         before = read_bytes(project.lock_path)
         status, held = relock(self.plan_uv(), args[:1] + ["--no-sync", "--project", self.root]
                               + args[1:])
@@ -3693,6 +3707,7 @@ downgraded, with its versions. Every option is passed to `uv lock`; the common o
             regular_file(project.lock_path)  # a directory there: 66, saying so
             raise Problem(1, "No uv.lock found. Run: {} update-lockfile, then commit uv.lock"
                           .format(launcher_command()))
+        hold_project(self.root)
         conflicted = project.lock_conflict()
         if conflicted is not None:
             if checking or dry_run:

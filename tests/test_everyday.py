@@ -174,6 +174,21 @@ def test_list_counts_the_packages_of_the_extras_and_groups_as_direct(project_fac
     assert "tool-c 1.0  (a direct dependency)" in project.cmd("list", check=0).stdout
 
 
+def test_adds_at_the_same_time_take_turns_and_none_is_lost(project):
+    """Each `uv add` writes pyproject.toml whole: two at once, unserialised, lose one's change
+    though both exit 0."""
+    names = ["tool-c", "lib-d", "two-tools", "tool-e"]
+    started = [subprocess.Popen([str(project.appenv), "add", name, "--no-sync"],
+                                cwd=str(project.root), env=project.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for name in names]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in started]
+    assert all(status == 0 for status, _ in results), results
+    pyproject, lock = ((project.root / f).read_text() for f in ("pyproject.toml", "uv.lock"))
+    for name in names:
+        assert '"{}'.format(name) in pyproject and 'name = "{}"'.format(name) in lock, name
+    assert sum("added      " in said for _, said in results) == len(names)
+
+
 def test_a_mistyped_command_or_link_says_what_was_meant(project):
     result = project.cmd("update-lockfil")
     assert result.returncode == 64 and "'update-lockfile'" in result.stderr
