@@ -951,7 +951,6 @@ class Builder:
         self.waited = False
 
     def __enter__(self):
-        import fcntl
         try:
             make_dirs(self.home.envs)
             ignore = self.home.path + "/.gitignore"
@@ -961,13 +960,9 @@ class Builder:
             self.fd = posix.open(self.home.path + "/lock", posix.O_RDWR | posix.O_CREAT, 0o644)
         except OSError as e:
             raise self.cannot_write(e)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say("waiting for another appenv to finish building in {} (the processes that "
-                "hold {}/lock)".format(self.home.path, self.home.path))
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-            self.waited = True
+        self.waited = lock_exclusively(self.fd, "waiting for another appenv to finish building "
+                                       "in {} (the processes that hold {}/lock)".format(
+                                           self.home.path, self.home.path))
         return self
 
     def __exit__(self, *exc):
@@ -1245,21 +1240,43 @@ def discard_unless_in_use(path):
         posix.close(fd)
 
 
-def in_use(path, running=None, unknown=True):
-    """Whether a process holds the environment (`Environment.hold`: its exclusive lock is
-    tried for a moment, no longer) or runs from it (RUNNING: what `runs_from` found); UNKNOWN
-    where /proc cannot tell (to keep an environment: yes; to repair one: the lock decides)."""
+def held(path):
+    """Whether another process holds a lock on the file PATH (its exclusive lock is tried for
+    a moment, no longer); None when PATH cannot be opened."""
     import fcntl
     try:
-        fd = posix.open(path + "/" + READY, posix.O_RDONLY)
+        fd = posix.open(path, posix.O_RDONLY)
     except OSError:
-        return False
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
     except BlockingIOError:
         return True
     finally:
         posix.close(fd)
+
+
+def lock_exclusively(fd, waiting):
+    """Take the exclusive lock on FD, saying WAITING first if another process holds it; True
+    when it had to wait."""
+    import fcntl
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        say(waiting)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return True
+
+
+def in_use(path, running=None, unknown=True):
+    """Whether a process holds the environment (`Environment.hold`: its exclusive lock is
+    tried for a moment, no longer) or runs from it (RUNNING: what `runs_from` found); UNKNOWN
+    where /proc cannot tell (to keep an environment: yes; to repair one: the lock decides)."""
+    holding = held(path + "/" + READY)  # None: no marker, not ready, so not in use
+    if holding is not False:
+        return bool(holding)
     if running is None:
         running = runs_from([path])
     return unknown if running is None else path in running
@@ -2338,13 +2355,8 @@ def hold_project(root):
     """Lock the project directory until this process ends, for a command that changes
     pyproject.toml and uv.lock: two at once take turns, rather than the last one's uv writing
     over what the other added (both would say they succeeded)."""
-    import fcntl
     fd = posix.open(root, posix.O_RDONLY)  # not inherited by uv: it closes on exec
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        say("waiting for another appenv that is changing uv.lock in {}".format(root))
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    lock_exclusively(fd, "waiting for another appenv that is changing uv.lock in {}".format(root))
 
 
 def merge_base_lock(root):
@@ -3998,18 +4010,7 @@ class Status:
 
     def building(self):
         """Whether another appenv holds the home's lock, so builds in it now."""
-        import fcntl
-        try:
-            fd = os.open(self.home.path + "/lock", os.O_RDONLY)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return False
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
+        return bool(held(self.home.path + "/lock"))
 
     def environments(self):
         import time
